@@ -1,0 +1,37 @@
+// One MoE layer on one rank, whatever the backend: tokens in, the layer's output out, phase times recorded.
+#pragma once
+
+#include <memory>
+
+#include "epmoe/comm.hpp"
+#include "epmoe/config.hpp"
+#include "epmoe/plan.hpp"
+#include "epmoe/routing.hpp"
+#include "epmoe/tensor.hpp"
+#include "epmoe/weights.hpp"
+
+namespace epmoe {
+
+// Seconds spent in each phase of the forward passes since the last reset(), this rank only.
+struct PhaseTimes {
+  double route = 0, dispatch = 0, experts = 0, combine = 0, shared = 0, latent = 0, total = 0;
+  void reset() { *this = PhaseTimes{}; }
+};
+
+class LayerRunner {
+ public:
+  virtual ~LayerRunner() = default;
+  // x: this rank's tokens [T, D] (alltoall: its own shard of the tokens; allreduce: the same tokens on every
+  // rank). Returns [T, D]. Every rank must call forward() the same number of times (it communicates).
+  virtual Matrix<float> forward(const Matrix<float>& x) = 0;
+  // Routing of the last forward(): global expert ids and weights for this rank's tokens.
+  virtual const Routing& last_routing() const = 0;
+  virtual const UnpadPlan& plan() const = 0;
+  virtual PhaseTimes& times() = 0;
+};
+
+// `shard` holds this rank's experts (placement.experts_of(rank)) and the full router, shared and latent weights.
+std::unique_ptr<LayerRunner> make_cpu_layer(const ModelConfig& model, const ParallelConfig& parallel,
+                                            const MpiComm& comm, const LayerWeights& shard);
+
+}  // namespace epmoe

@@ -1,0 +1,144 @@
+#include "epmoe/weights.hpp"
+
+#include <cmath>
+#include <string>
+
+#include "epmoe/error.hpp"
+
+namespace epmoe {
+namespace {
+
+// Tensor ids of the generator's counter; part of the synthetic-weight contract (the CUDA generator uses the same).
+enum TensorId : std::uint64_t {
+  kRouterWeight = 1,
+  kRouterBias,
+  kCorrectionBias,
+  kW13,
+  kW2,
+  kB13,
+  kB2,
+  kSharedW13,
+  kSharedW2,
+  kLatentDown,
+  kLatentUp,
+};
+
+std::uint64_t mix(std::uint64_t z) {
+  z += 0x9e3779b97f4a7c15ull;
+  z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
+  z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
+  return z ^ (z >> 31);
+}
+
+void fill(float* out, std::size_t n, std::uint64_t seed, std::uint64_t a, std::uint64_t b, float scale) {
+  for (std::size_t i = 0; i < n; ++i) out[i] = scale * counter_uniform(seed, a, b, i);
+}
+
+Matrix<float> make_matrix(int rows, int cols, std::uint64_t seed, std::uint64_t a, float scale) {
+  Matrix<float> m(rows, cols);
+  fill(m.data(), m.size(), seed, a, 0, scale);
+  return m;
+}
+
+float fan_in_scale(int fan_in) { return std::sqrt(3.0f / static_cast<float>(fan_in)); }
+
+}  // namespace
+
+float counter_uniform(std::uint64_t seed, std::uint64_t a, std::uint64_t b, std::uint64_t c) {
+  std::uint64_t h = mix(seed ^ mix(a ^ mix(b ^ mix(c))));
+  // 24 random bits -> [-1, 1)
+  return static_cast<float>(static_cast<std::int64_t>(h >> 40) - (1ll << 23)) / static_cast<float>(1 << 23);
+}
+
+std::vector<int> all_experts(const ModelConfig& config) {
+  std::vector<int> ids(config.num_experts);
+  for (int e = 0; e < config.num_experts; ++e) ids[e] = e;
+  return ids;
+}
+
+LayerWeights generate_layer_weights(const ModelConfig& c, std::uint64_t seed, int layer,
+                                    const std::vector<int>& expert_ids) {
+  const std::uint64_t l = static_cast<std::uint64_t>(layer) << 8;
+  const int D = c.hidden_size, Din = c.expert_width(), I = c.moe_intermediate_size, R13 = c.w13_rows();
+  LayerWeights w;
+  // Router logits with a spread of about 1 so that top-k is decided by clear margins on most tokens.
+  w.router_weight = make_matrix(c.num_experts, D, seed, l | kRouterWeight, 2.0f * fan_in_scale(D));
+  if (c.has_router_bias) {
+    w.router_bias.resize(c.num_experts);
+    fill(w.router_bias.data(), w.router_bias.size(), seed, l | kRouterBias, 0, 0.5f);
+  }
+  if (c.has_correction_bias) {
+    w.correction_bias.resize(c.num_experts);
+    fill(w.correction_bias.data(), w.correction_bias.size(), seed, l | kCorrectionBias, 0, 0.1f);
+  }
+  w.expert_ids = expert_ids;
+  const std::size_t n = expert_ids.size();
+  const std::size_t w13_size = static_cast<std::size_t>(R13) * Din, w2_size = static_cast<std::size_t>(Din) * I;
+  w.w13.resize(n * w13_size);
+  w.w2.resize(n * w2_size);
+  if (c.has_expert_bias) {
+    w.b13.resize(n * R13);
+    w.b2.resize(n * Din);
+  }
+  for (std::size_t j = 0; j < n; ++j) {
+    const std::uint64_t e = static_cast<std::uint64_t>(expert_ids[j]);
+    fill(w.w13.data() + j * w13_size, w13_size, seed, l | kW13, e, fan_in_scale(Din));
+    fill(w.w2.data() + j * w2_size, w2_size, seed, l | kW2, e, fan_in_scale(I));
+    if (c.has_expert_bias) {
+      fill(w.b13.data() + j * R13, R13, seed, l | kB13, e, 0.5f * fan_in_scale(Din));
+      fill(w.b2.data() + j * Din, Din, seed, l | kB2, e, 0.5f * fan_in_scale(I));
+    }
+  }
+  if (c.has_shared()) {
+    w.shared_w13 = make_matrix(c.shared_w13_rows(), D, seed, l | kSharedW13, fan_in_scale(D));
+    w.shared_w2 = make_matrix(D, c.shared_intermediate_size, seed, l | kSharedW2,
+                              fan_in_scale(c.shared_intermediate_size));
+  }
+  if (c.has_latent()) {
+    w.latent_down = make_matrix(c.latent_size, D, seed, l | kLatentDown, fan_in_scale(D));
+    w.latent_up = make_matrix(D, c.latent_size, seed, l | kLatentUp, fan_in_scale(c.latent_size));
+  }
+  return w;
+}
+
+Matrix<float> generate_tokens(int num_tokens, int width, std::uint64_t seed, std::int64_t first_token) {
+  Matrix<float> x(num_tokens, width);
+  for (int t = 0; t < num_tokens; ++t)
+    fill(x.row(t), width, seed, 0xF00Dull, static_cast<std::uint64_t>(first_token + t), 1.0f);
+  return x;
+}
+
+void LayerWeights::check_shapes(const ModelConfig& c, const std::string& source) const {
+  const std::size_t n = expert_ids.size();
+  const std::size_t D = c.hidden_size, Din = c.expert_width(), I = c.moe_intermediate_size, R13 = c.w13_rows();
+  auto expect = [&](bool ok, const char* name, std::size_t found, std::size_t wanted) {
+    EPMOE_REQUIRE(ok, ErrorKind::Input, source, ": tensor '", name, "' has ", found, " elements, expected ", wanted,
+                  " for ", c.summary());
+  };
+  expect(router_weight.rows() == c.num_experts && router_weight.cols() == c.hidden_size, "router/weight",
+         router_weight.size(), c.num_experts * D);
+  expect(router_bias.size() == (c.has_router_bias ? c.num_experts : 0u), "router/bias", router_bias.size(),
+         c.has_router_bias ? c.num_experts : 0);
+  expect(correction_bias.size() == (c.has_correction_bias ? c.num_experts : 0u), "router/e_score_correction_bias",
+         correction_bias.size(), c.has_correction_bias ? c.num_experts : 0);
+  expect(w13.size() == n * R13 * Din, "experts/w13", w13.size(), n * R13 * Din);
+  expect(w2.size() == n * Din * I, "experts/w2", w2.size(), n * Din * I);
+  expect(b13.size() == (c.has_expert_bias ? n * R13 : 0), "experts/b13", b13.size(), c.has_expert_bias ? n * R13 : 0);
+  expect(b2.size() == (c.has_expert_bias ? n * Din : 0), "experts/b2", b2.size(), c.has_expert_bias ? n * Din : 0);
+  if (c.has_shared()) {
+    expect(shared_w13.rows() == c.shared_w13_rows() && shared_w13.cols() == c.hidden_size, "shared/w13",
+           shared_w13.size(), static_cast<std::size_t>(c.shared_w13_rows()) * D);
+    expect(shared_w2.rows() == c.hidden_size && shared_w2.cols() == c.shared_intermediate_size, "shared/w2",
+           shared_w2.size(), D * c.shared_intermediate_size);
+  }
+  if (c.has_latent()) {
+    expect(latent_down.rows() == c.latent_size && latent_down.cols() == c.hidden_size, "latent/down",
+           latent_down.size(), static_cast<std::size_t>(c.latent_size) * D);
+    expect(latent_up.rows() == c.hidden_size && latent_up.cols() == c.latent_size, "latent/up", latent_up.size(),
+           D * c.latent_size);
+  }
+  for (std::size_t j = 1; j < n; ++j)
+    EPMOE_REQUIRE(expert_ids[j] > expert_ids[j - 1], ErrorKind::Input, source, ": expert ids must ascend");
+}
+
+}  // namespace epmoe
