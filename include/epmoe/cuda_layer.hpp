@@ -1,0 +1,71 @@
+// The CUDA backend of one MoE layer: bf16 weights and activations, fp32 accumulation, router in fp32, NCCL between
+// ranks (one rank per GPU). Kernel details stay in src/cuda; this header is all a caller needs.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <memory>
+#include <string>
+
+#include "epmoe/comm.hpp"
+#include "epmoe/config.hpp"
+#include "epmoe/layer.hpp"
+#include "epmoe/weights.hpp"
+
+namespace epmoe {
+
+struct CudaOptions {
+  // Tokens per rank the device buffers are sized for at start. A larger forward() grows them (with a log line on
+  // stderr); the steady state allocates nothing.
+  int max_tokens = 4096;
+  // Two ranks on one GPU is refused unless this is set (it works, but the timings mean little).
+  bool allow_shared_gpu = false;
+};
+
+// False when no CUDA device is visible (no driver, no GPU): GPU tests then exit 77 (skipped).
+bool cuda_device_available();
+
+// GPU name, PCI bus id and memory of the device this process uses (local rank % device count), for reports.
+std::string cuda_device_description();
+
+// `shard` holds this rank's experts (ExpertPlacement::experts_of(rank)) and the full router, shared and latent
+// weights, in float32; they are rounded to bf16 on upload (the router stays float32).
+std::unique_ptr<LayerRunner> make_cuda_layer(const ModelConfig& model, const ParallelConfig& parallel,
+                                             const MpiComm& comm, const LayerWeights& shard,
+                                             const CudaOptions& options);
+
+// The same layer with synthetic weights generated on the device by the counter generator of
+// generate_layer_weights() (src/core/weights.cpp): equal to uploading generate_layer_weights(model, seed, layer,
+// this rank's experts), so that model-sized presets need neither a file nor host memory for the experts.
+std::unique_ptr<LayerRunner> make_cuda_layer_synthetic(const ModelConfig& model, const ParallelConfig& parallel,
+                                                       const MpiComm& comm, std::uint64_t seed, int layer,
+                                                       const CudaOptions& options);
+
+// What the last forward() of a CUDA layer moved and holds (this rank). `runner` must come from make_cuda_layer*.
+struct CudaLayerStats {
+  std::size_t dispatch_bytes_sent = 0;  // payload bytes this rank sent in the dispatch (rows + pair metadata)
+  std::size_t combine_bytes_sent = 0;   // payload bytes this rank sent back in the combine
+  std::size_t rows_received = 0;        // token rows this rank's experts processed
+  std::size_t pairs_processed = 0;      // (row, local expert) pairs, i.e. rows of the grouped GEMMs
+  std::size_t device_bytes = 0;         // device memory held by the layer (weights + workspaces)
+  std::size_t weight_bytes = 0;         // of which weights
+};
+CudaLayerStats cuda_layer_stats(const LayerRunner& runner);
+
+// Ceilings measured on this machine in the same run, for the benchmark (every rank must call it; collective).
+struct CudaCeilings {
+  // Dense cuBLAS bf16 GEMMs (fp32 accumulation) of the expert phase's total shape: [rows, Dp] x w13^T then
+  // [rows, I] x w2^T with rows = tokens_per_rank * top_k, as if every pair went to one expert.
+  double gemm_flops = 0;    // 2 * rows * (w13_rows * Dp + Dp * I)
+  double gemm_seconds = 0;  // median
+  double gemm_tflops() const { return gemm_seconds > 0 ? gemm_flops / gemm_seconds * 1e-12 : 0; }
+  // Equal-split ncclAlltoAll of `alltoall_bytes` per rank (bytes / ranks to each peer, itself included).
+  double alltoall_bytes = 0;
+  double alltoall_seconds = 0;  // median
+  double alltoall_gbps() const { return alltoall_seconds > 0 ? alltoall_bytes / alltoall_seconds * 1e-9 : 0; }
+};
+CudaCeilings measure_cuda_ceilings(const ModelConfig& model, const ParallelConfig& parallel, int tokens_per_rank,
+                                   const MpiComm& comm, std::size_t alltoall_bytes_per_rank,
+                                   const CudaOptions& options, int repeats = 20);
+
+}  // namespace epmoe
