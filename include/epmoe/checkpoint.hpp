@@ -44,6 +44,26 @@ ModelConfig read_checkpoint_config(const std::string& path);
 LayerWeights read_layer_shard(const std::string& path, const ModelConfig& config, int layer,
                               const std::vector<int>& expert_ids, const MpiComm& comm, IoStats* stats = nullptr);
 
+// What `epmoe inspect` shows: the config, every dataset, and every way the file breaks the contract.
+struct CheckpointReport {
+  bool config_ok = false;  // the root attributes make a valid config
+  ModelConfig config;
+  std::vector<std::string> problems;  // contract violations, each naming the file and the attribute or dataset
+  std::vector<std::string> warnings;  // allowed but notable (layout, ignored objects)
+  struct Dataset {
+    std::string name;
+    std::vector<long long> shape;
+    std::vector<long long> chunk;  // empty: contiguous
+    std::string type;              // "float32", "bfloat16", "float64", ...
+  };
+  std::vector<Dataset> datasets;
+  long long bytes_per_expert = 0;  // stored bytes of one routed expert (experts/* of layer 0)
+  long long file_bytes = 0;
+  bool valid() const { return problems.empty(); }
+};
+// Throws only when the file cannot be opened as HDF5 at all; every other problem goes into the report.
+CheckpointReport inspect_checkpoint(const std::string& path);
+
 // Streams a checkpoint into `path`: the file is written under a temporary name next to it and renamed by commit(),
 // so a file at `path` is always complete. Destroying an uncommitted writer deletes the temporary file.
 // Experts are chunked one per chunk ([1, rows, cols]); every dataset carries a Fletcher-32 checksum.

@@ -37,6 +37,9 @@ LayerWeights generate_layer_weights(const ModelConfig& config, std::uint64_t see
                                     const std::vector<int>& expert_ids);
 std::vector<int> all_experts(const ModelConfig& config);
 
+// The shard of `full` (which holds every expert) that holds `expert_ids`: router, shared and latent in full.
+LayerWeights slice_experts(const ModelConfig& config, const LayerWeights& full, const std::vector<int>& expert_ids);
+
 // The same generator for token tensors: uniform in [-1, 1], element (t, c) of global token t.
 Matrix<float> generate_tokens(int num_tokens, int width, std::uint64_t seed, std::int64_t first_token = 0);
 

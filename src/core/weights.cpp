@@ -101,6 +101,27 @@ LayerWeights generate_layer_weights(const ModelConfig& c, std::uint64_t seed, in
   return w;
 }
 
+LayerWeights slice_experts(const ModelConfig& c, const LayerWeights& full, const std::vector<int>& expert_ids) {
+  EPMOE_ASSERT(full.num_local_experts() == c.num_experts, "slice_experts needs a layer with every expert");
+  const size_t Din = c.expert_width(), I = c.moe_intermediate_size, R13 = c.w13_rows();
+  LayerWeights w = full;
+  w.expert_ids = expert_ids;
+  w.w13.clear();
+  w.w2.clear();
+  w.b13.clear();
+  w.b2.clear();
+  for (int e : expert_ids) {
+    const size_t i = static_cast<size_t>(e);
+    w.w13.insert(w.w13.end(), full.w13.begin() + i * R13 * Din, full.w13.begin() + (i + 1) * R13 * Din);
+    w.w2.insert(w.w2.end(), full.w2.begin() + i * Din * I, full.w2.begin() + (i + 1) * Din * I);
+    if (!full.b13.empty()) {
+      w.b13.insert(w.b13.end(), full.b13.begin() + i * R13, full.b13.begin() + (i + 1) * R13);
+      w.b2.insert(w.b2.end(), full.b2.begin() + i * Din, full.b2.begin() + (i + 1) * Din);
+    }
+  }
+  return w;
+}
+
 Matrix<float> generate_tokens(int num_tokens, int width, std::uint64_t seed, std::int64_t first_token) {
   Matrix<float> x(num_tokens, width);
   for (int t = 0; t < num_tokens; ++t)
