@@ -92,7 +92,7 @@ void NcclComm::alltoallv_group(const std::vector<Exchange>& exchanges, cudaStrea
 template <class T>
 void NcclComm::alltoallv(Contiguous<const T> send, const std::vector<std::size_t>& send_counts, Contiguous<T> recv,
                          const std::vector<std::size_t>& recv_counts, cudaStream_t stream) const {
-  alltoallv_group({make_exchange(send, recv, send_counts, recv_counts)}, stream);
+  alltoallv_group(std::vector<Exchange>{make_exchange(send, recv, send_counts, recv_counts)}, stream);
 }
 
 template <class T>

@@ -56,6 +56,10 @@ class DeviceBuffer {
     EPMOE_ASSERT(count <= count_, "contiguous view of ", count, " elements of buffer '", name_, "' holding ", count_);
     return Contiguous<T>::from_contiguous_storage(data_, count);
   }
+  Contiguous<const T> contiguous_const(std::size_t count) const {
+    EPMOE_ASSERT(count <= count_, "contiguous view of ", count, " elements of buffer '", name_, "' holding ", count_);
+    return Contiguous<const T>::from_contiguous_storage(data_, count);
+  }
 
  private:
   void allocate(std::size_t count) {

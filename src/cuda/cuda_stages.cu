@@ -1,0 +1,454 @@
+#include "cuda_stages.cuh"
+
+#include <algorithm>
+#include <cstdio>
+#include <cub/device/device_radix_sort.cuh>
+#include <cub/device/device_scan.cuh>
+#include <numeric>
+
+#include "epmoe/error.hpp"
+
+namespace epmoe::cuda {
+namespace {
+
+// Grow-on-demand sizes keep some headroom so that routing noise between forwards does not reallocate again.
+std::size_t with_headroom(std::size_t n) { return n + n / 4 + 64; }
+
+int bits_for(int max_value) {
+  int bits = 1;
+  while ((1 << bits) <= max_value) ++bits;
+  return bits;
+}
+
+}  // namespace
+
+PhaseClock::PhaseClock(PhaseTimes& times) : times_(times) {
+  for (int i = 0; i < 64; ++i) events_.emplace_back(true);
+}
+
+void PhaseClock::begin(double PhaseTimes::*phase, cudaStream_t stream) {
+  EPMOE_ASSERT(2 * used_ + 1 < static_cast<int>(events_.size()), "too many timed phases in one forward");
+  phases_.resize(used_ + 1);
+  phases_[used_] = phase;
+  events_[2 * used_].record(stream);
+}
+
+void PhaseClock::end(cudaStream_t stream) {
+  events_[2 * used_ + 1].record(stream);
+  ++used_;
+}
+
+void PhaseClock::collect() {
+  for (int i = 0; i < used_; ++i) times_.*phases_[i] += elapsed_seconds(events_[2 * i], events_[2 * i + 1]);
+  used_ = 0;
+}
+
+namespace {
+// Times one stage: begin at construction, end at scope exit (only on success; a throw abandons the forward).
+class StageTimer {
+ public:
+  StageTimer(PhaseClock& clock, double PhaseTimes::*phase, cudaStream_t stream) : clock_(clock), stream_(stream) {
+    clock_.begin(phase, stream);
+  }
+  ~StageTimer() {
+    if (std::uncaught_exceptions() == 0) clock_.end(stream_);
+  }
+
+ private:
+  PhaseClock& clock_;
+  cudaStream_t stream_;
+};
+}  // namespace
+
+CudaStages::CudaStages(const ModelConfig& model, const UnpadPlan& plan, Placement placement, const MpiComm& comm,
+                       const NcclComm& nccl, DeviceWeights weights, int max_tokens, PhaseTimes& times)
+    : model_(model),
+      plan_(plan),
+      nccl_(nccl),
+      placement_(model.num_experts, comm.size(), placement),
+      rank_(comm.rank()),
+      num_ranks_(comm.size()),
+      max_local_(placement_.max_experts_per_rank()),
+      weights_(std::move(weights)),
+      clock_(times),
+      act_{model.activation, model.swiglu_alpha, model.swiglu_limit} {
+  EPMOE_ASSERT(weights_.num_local == static_cast<int>(placement_.experts_of(rank_).size()),
+               "device weights hold ", weights_.num_local, " experts, placement gives this rank ",
+               placement_.experts_of(rank_).size());
+  EPMOE_REQUIRE(model.top_k <= 32, ErrorKind::Config, "the CUDA backend supports top_k <= 32 (model has ",
+                model.top_k, ")");
+  EPMOE_CUBLAS_CHECK(cublasSetStream(cublas_.get(), stream_.get()));
+  std::vector<int> owner(model.num_experts), local(model.num_experts);
+  for (int e = 0; e < model.num_experts; ++e) {
+    owner[e] = placement_.owner(e);
+    local[e] = placement_.local_index(e);
+  }
+  owner_ = DeviceBuffer<int>(owner.size(), "expert_owner");
+  local_ = DeviceBuffer<int>(local.size(), "expert_local");
+  EPMOE_CUDA_CHECK(cudaMemcpy(owner_.data(), owner.data(), owner.size() * sizeof(int), cudaMemcpyHostToDevice));
+  EPMOE_CUDA_CHECK(cudaMemcpy(local_.data(), local.data(), local.size() * sizeof(int), cudaMemcpyHostToDevice));
+  const std::size_t count_entries = static_cast<std::size_t>(num_ranks_) * (1 + max_local_);
+  counts_send_ = DeviceBuffer<int>(count_entries, "counts_send");
+  counts_recv_ = DeviceBuffer<int>(count_entries, "counts_recv");
+  local_counts_ = DeviceBuffer<int>(std::max(1, max_local_), "local_counts");
+  counts_host_.reserve(2 * count_entries);
+  reserve_tokens(max_tokens);
+}
+
+void CudaStages::reserve_tokens(int tokens) {
+  if (tokens <= token_capacity_) return;
+  if (token_capacity_ > 0)
+    std::fprintf(stderr, "# epmoe cuda: rank %d grows its token buffers from %d to %d tokens\n", rank_,
+                 token_capacity_, tokens);
+  token_capacity_ = tokens;
+  const std::size_t T = tokens, D = model_.hidden_size, E = model_.num_experts, K = model_.top_k;
+  const std::size_t Din = plan_.shape.expert_width, Dp = plan_.expert_width_padded, R = num_ranks_;
+  const std::size_t I = model_.moe_intermediate_size, R13 = model_.w13_rows();
+  const std::size_t fanout = std::min<std::size_t>(R, K);  // destinations per token at most
+  x_f32_.reserve(T * D, false);
+  x_.reserve(T * D, false);
+  out_f32_.reserve(T * D, false);
+  logits_.reserve(T * E, false);
+  ids_.reserve(T * K, false);
+  routing_weights_.reserve(T * K, false);
+  if (model_.has_latent()) latent_x_.reserve(T * Din, false);
+  flags_.reserve(R * T, false);
+  positions_.reserve(R * T, false);
+  meta_local_.reserve(T * 2 * K, false);
+  routed_.reserve(T * Din, false);
+  up_.reserve(T * D, false);
+  shared_out_.reserve(T * D, false);
+  reduce_.reserve(T * (Din + D), false);
+  if (model_.has_shared()) {
+    const std::size_t parts = model_.gated() ? 2 : 1;
+    shared_h_.reserve(T * parts * weights_.shared_inter, false);
+    shared_a_.reserve(T * weights_.shared_inter, false);
+  }
+  send_rows_.reserve(T * fanout * Din, false);
+  send_meta_.reserve(T * fanout * 2 * K, false);
+  back_.reserve(T * fanout * Din, false);
+  // Expected traffic with balanced routing; larger batches grow these with a log line.
+  const std::size_t rows = plan_.shape.mode == Mode::AllToAll ? T * fanout : T;
+  const std::size_t pairs = T * K;
+  recv_rows_.reserve(rows * Din, false);
+  recv_meta_.reserve(rows * 2 * K, false);
+  partial_.reserve(rows * Din, false);
+  sort_keys_.reserve(rows * K, false);
+  sort_values_.reserve(rows * K, false);
+  sorted_keys_.reserve(rows * K, false);
+  sorted_slots_.reserve(rows * K, false);
+  pair_pos_.reserve(rows * K, false);
+  x_sorted_.reserve(pairs * Dp, false);
+  h_.reserve(pairs * R13, false);
+  a_.reserve(pairs * I, false);
+  y_.reserve(pairs * Dp, false);
+  {
+    std::size_t scan = 0, sort = 0;
+    EPMOE_CUDA_CHECK(cub::DeviceScan::ExclusiveSum(nullptr, scan, flags_.data(), positions_.data(),
+                                                   static_cast<int>(R * T), stream()));
+    EPMOE_CUDA_CHECK(cub::DeviceRadixSort::SortPairs(nullptr, sort, sort_keys_.data(), sorted_keys_.data(),
+                                                     sort_values_.data(), sorted_slots_.data(),
+                                                     static_cast<int>(with_headroom(rows * K)), 0,
+                                                     bits_for(weights_.num_local), stream()));
+    cub_temp_.reserve(std::max(scan, sort), false);
+  }
+  x_f32_.set_name("x_f32");
+  recv_rows_.set_name("recv_rows");
+  recv_meta_.set_name("recv_meta");
+  partial_.set_name("partial");
+  sort_keys_.set_name("sort_keys");
+  sort_values_.set_name("sort_values");
+  sorted_keys_.set_name("sorted_keys");
+  sorted_slots_.set_name("sorted_slots");
+  pair_pos_.set_name("pair_pos");
+  x_sorted_.set_name("x_sorted");
+  h_.set_name("h");
+  a_.set_name("a");
+  y_.set_name("y");
+  cub_temp_.set_name("cub_temp");
+}
+
+std::size_t CudaStages::device_bytes() const {
+  return weights_.bytes() + x_f32_.bytes() + x_.bytes() + out_f32_.bytes() + logits_.bytes() + ids_.bytes() +
+         routing_weights_.bytes() + latent_x_.bytes() + flags_.bytes() + positions_.bytes() + meta_local_.bytes() +
+         routed_.bytes() + up_.bytes() + shared_out_.bytes() + reduce_.bytes() + shared_h_.bytes() +
+         shared_a_.bytes() + send_rows_.bytes() + send_meta_.bytes() + back_.bytes() + recv_rows_.bytes() +
+         recv_meta_.bytes() + partial_.bytes() + sort_keys_.bytes() + sort_values_.bytes() + sorted_keys_.bytes() +
+         sorted_slots_.bytes() + pair_pos_.bytes() + x_sorted_.bytes() + h_.bytes() + a_.bytes() + y_.bytes() +
+         cub_temp_.bytes() + counts_send_.bytes() + counts_recv_.bytes() + local_counts_.bytes() + owner_.bytes() +
+         local_.bytes();
+}
+
+CudaStages::Rows CudaStages::stage_input(const Matrix<float>& x) {
+  reserve_tokens(x.rows());
+  const std::size_t n = x.size();
+  if (n) {
+    EPMOE_CUDA_CHECK(cudaMemcpyAsync(x_f32_.data(), x.data(), n * sizeof(float), cudaMemcpyHostToDevice, stream()));
+    convert_f32_to_bf16(x_f32_.data(), x_.data(), n, stream());
+  }
+  return Rows{x_.data(), x.rows(), x.cols()};
+}
+
+void CudaStages::fetch_output(const Rows& out, Matrix<float>& result, epmoe::Routing& routing) {
+  const int T = out.rows, K = model_.top_k;
+  result = Matrix<float>(T, out.cols);
+  routing.ids = Matrix<int>(T, K);
+  routing.weights = Matrix<float>(T, K);
+  if (T > 0) {
+    convert_bf16_to_f32(out.data, out_f32_.data(), out.size(), stream());
+    EPMOE_CUDA_CHECK(cudaMemcpyAsync(result.data(), out_f32_.data(), out.size() * sizeof(float),
+                                     cudaMemcpyDeviceToHost, stream()));
+    EPMOE_CUDA_CHECK(cudaMemcpyAsync(routing.ids.data(), ids_.data(), routing.ids.size() * sizeof(int),
+                                     cudaMemcpyDeviceToHost, stream()));
+    EPMOE_CUDA_CHECK(cudaMemcpyAsync(routing.weights.data(), routing_weights_.data(),
+                                     routing.weights.size() * sizeof(float), cudaMemcpyDeviceToHost, stream()));
+  }
+  EPMOE_CUDA_CHECK(cudaStreamSynchronize(stream()));
+  clock_.collect();
+}
+
+CudaStages::Routing CudaStages::route(const Rows& x) {
+  StageTimer timer(clock_, &PhaseTimes::route, stream());
+  EPMOE_ASSERT(x.data == x_.data() && x.cols == model_.hidden_size, "route must see the staged input");
+  const int T = x.rows, E = model_.num_experts, D = model_.hidden_size;
+  linear_f32(cublas_.get(), T, E, D, x_f32_.data(), D, weights_.router_weight.data(), D, logits_.data(), E);
+  RouterParams p{T,
+                 E,
+                 model_.top_k,
+                 model_.scoring_func == ScoringFunc::Sigmoid,
+                 model_.topk_method == TopkMethod::Grouped && model_.n_group > 1,
+                 model_.n_group,
+                 model_.topk_group,
+                 model_.norm_topk_prob};
+  router_topk(logits_.data(), weights_.router_bias.size() ? weights_.router_bias.data() : nullptr,
+              weights_.correction_bias.size() ? weights_.correction_bias.data() : nullptr, p, ids_.data(),
+              routing_weights_.data(), stream());
+  return Routing{ids_.data(), routing_weights_.data(), T};
+}
+
+CudaStages::Rows CudaStages::latent_down(const Rows& x) {
+  StageTimer timer(clock_, &PhaseTimes::latent, stream());
+  const int L = model_.latent_size, D = model_.hidden_size;
+  linear_bf16(cublas_.get(), x.rows, L, D, x.data, D, weights_.latent_down.data(), D, latent_x_.data(), L);
+  return Rows{latent_x_.data(), x.rows, L};
+}
+
+std::vector<int> CudaStages::offsets_from_counts(const int* counts) const {
+  std::vector<int> offsets(weights_.num_local + 1, 0);
+  for (int j = 0; j < weights_.num_local; ++j) offsets[j + 1] = offsets[j] + counts[j];
+  return offsets;
+}
+
+CudaStages::Batch CudaStages::dispatch(const Rows& xr, const Routing& routing) {
+  StageTimer timer(clock_, &PhaseTimes::dispatch, stream());
+  const int T = xr.rows, Din = xr.cols, K = model_.top_k, R = num_ranks_, stride = 1 + max_local_;
+  EPMOE_ASSERT(Din == plan_.shape.expert_width, "dispatch width ", Din, " instead of the unpadded ",
+               plan_.shape.expert_width);
+  cudaStream_t s = stream();
+  // Layout: which (rank, token) rows exist, where each goes in the send buffer, and the counts to exchange.
+  EPMOE_CUDA_CHECK(cudaMemsetAsync(counts_send_.data(), 0, counts_send_.bytes(), s));
+  dispatch_flags(routing.ids, T, K, owner_.data(), local_.data(), R, max_local_, flags_.data(), counts_send_.data(),
+                 s);
+  const int items = R * T;
+  if (items > 0) {
+    std::size_t temp = 0;
+    EPMOE_CUDA_CHECK(cub::DeviceScan::ExclusiveSum(nullptr, temp, flags_.data(), positions_.data(), items, s));
+    cub_temp_.reserve(temp, false);
+    EPMOE_CUDA_CHECK(
+        cub::DeviceScan::ExclusiveSum(cub_temp_.data(), temp, flags_.data(), positions_.data(), items, s));
+  }
+  rank_row_counts(flags_.data(), positions_.data(), T, R, max_local_, counts_send_.data(), s);
+  pack_dispatch(xr.data, Din, routing.ids, routing.weights, T, K, owner_.data(), local_.data(), R, flags_.data(),
+                positions_.data(), send_rows_.data(), send_meta_.data(), s);
+  // The count exchange: the one host synchronization of the layer.
+  const std::vector<std::size_t> per_rank(R, static_cast<std::size_t>(stride));
+  nccl_.alltoallv_group(std::vector<NcclComm::Exchange>{make_exchange(counts_send_.contiguous_const(R * stride), counts_recv_.contiguous(R * stride),
+                                       per_rank, per_rank)},
+                        s);
+  EPMOE_CUDA_CHECK(cudaMemcpyAsync(counts_host_.data(), counts_send_.data(), R * stride * sizeof(int),
+                                   cudaMemcpyDeviceToHost, s));
+  EPMOE_CUDA_CHECK(cudaMemcpyAsync(counts_host_.data() + R * stride, counts_recv_.data(), R * stride * sizeof(int),
+                                   cudaMemcpyDeviceToHost, s));
+  EPMOE_CUDA_CHECK(cudaStreamSynchronize(s));
+  const int* sent = counts_host_.data();
+  const int* got = counts_host_.data() + R * stride;
+
+  Batch b;
+  b.home_tokens = T;
+  b.rows_to.resize(R);
+  b.rows_from.resize(R);
+  std::vector<int> expert_counts(weights_.num_local, 0);
+  std::size_t received = 0, sent_rows = 0;
+  for (int r = 0; r < R; ++r) {
+    b.rows_to[r] = sent[r * stride];
+    b.rows_from[r] = got[r * stride];
+    received += b.rows_from[r];
+    sent_rows += b.rows_to[r];
+    for (int j = 0; j < weights_.num_local; ++j) expert_counts[j] += got[r * stride + 1 + j];
+  }
+  b.expert_offsets = offsets_from_counts(expert_counts.data());
+  if (recv_rows_.size() < received * Din) recv_rows_.reserve(with_headroom(received) * Din);
+  if (recv_meta_.size() < received * 2 * K) recv_meta_.reserve(with_headroom(received) * 2 * K);
+  // The payload: rows and their pairs in one NCCL group.
+  std::vector<std::size_t> row_send(R), row_recv(R), meta_send(R), meta_recv(R);
+  for (int r = 0; r < R; ++r) {
+    row_send[r] = b.rows_to[r] * Din;
+    row_recv[r] = b.rows_from[r] * Din;
+    meta_send[r] = b.rows_to[r] * 2 * K;
+    meta_recv[r] = b.rows_from[r] * 2 * K;
+  }
+  nccl_.alltoallv_group(
+      std::vector<NcclComm::Exchange>{make_exchange(send_rows_.contiguous_const(sent_rows * Din), recv_rows_.contiguous(received * Din), row_send,
+                     row_recv),
+       make_exchange(send_meta_.contiguous_const(sent_rows * 2 * K), recv_meta_.contiguous(received * 2 * K),
+                     meta_send, meta_recv)},
+      s);
+  b.rows = Rows{recv_rows_.data(), static_cast<int>(received), Din};
+  b.meta = recv_meta_.data();
+  last_dispatch_bytes = sent_rows * (Din * sizeof(bf16) + 2 * K * sizeof(int));
+  last_rows_received = received;
+  return b;
+}
+
+CudaStages::Batch CudaStages::select_local(const Rows& xr, const Routing& routing) {
+  StageTimer timer(clock_, &PhaseTimes::dispatch, stream());
+  const int T = xr.rows, K = model_.top_k, n = weights_.num_local;
+  cudaStream_t s = stream();
+  EPMOE_CUDA_CHECK(cudaMemsetAsync(local_counts_.data(), 0, local_counts_.bytes(), s));
+  select_local_meta(routing.ids, routing.weights, T, K, owner_.data(), local_.data(), rank_, meta_local_.data(),
+                    local_counts_.data(), s);
+  // The pair counts per local expert drive the grouped GEMM from the host: the layer's one synchronization.
+  EPMOE_CUDA_CHECK(cudaMemcpyAsync(counts_host_.data(), local_counts_.data(), n * sizeof(int), cudaMemcpyDeviceToHost, s));
+  EPMOE_CUDA_CHECK(cudaStreamSynchronize(s));
+  Batch b;
+  b.rows = xr;
+  b.meta = meta_local_.data();
+  b.home_tokens = T;
+  b.expert_offsets = offsets_from_counts(counts_host_.data());
+  last_dispatch_bytes = 0;
+  last_rows_received = T;
+  return b;
+}
+
+CudaStages::Rows CudaStages::experts(const Batch& batch) {
+  StageTimer timer(clock_, &PhaseTimes::experts, stream());
+  const int N = batch.rows.rows, Din = plan_.shape.expert_width, Dp = plan_.expert_width_padded;
+  const int K = model_.top_k, I = model_.moe_intermediate_size, R13 = model_.w13_rows(), n = weights_.num_local;
+  EPMOE_ASSERT(batch.rows.cols == Din, "experts input width ", batch.rows.cols, " instead of the unpadded ", Din);
+  cudaStream_t s = stream();
+  // Output: contiguous rows of the unpadded width (alltoall: one per received row; allreduce: the first segment
+  // of the one all-reduce buffer).
+  bf16* out;
+  if (plan_.shape.mode == Mode::AllToAll) {
+    if (partial_.size() < static_cast<std::size_t>(N) * Din) partial_.reserve(with_headroom(N) * Din);
+    out = partial_.data();
+  } else {
+    out = reduce_.data();
+  }
+  const int pairs = batch.expert_offsets.back();
+  last_pairs = pairs;
+  if (N == 0) return Rows{out, 0, Din};
+  const std::size_t slots = static_cast<std::size_t>(N) * K;
+  if (sort_keys_.size() < slots) {
+    const std::size_t grown = with_headroom(slots);
+    sort_keys_.reserve(grown);
+    sort_values_.reserve(grown);
+    sorted_keys_.reserve(grown);
+    sorted_slots_.reserve(grown);
+    pair_pos_.reserve(grown);
+  }
+  if (x_sorted_.size() < static_cast<std::size_t>(pairs) * Dp) {
+    const std::size_t grown = with_headroom(pairs);
+    x_sorted_.reserve(grown * Dp);
+    h_.reserve(grown * R13);
+    a_.reserve(grown * I);
+    y_.reserve(grown * Dp);
+  }
+  // Pairs ordered by local expert, stable (row order within an expert); unused slots sort last.
+  pair_sort_keys(batch.meta, N, K, n, sort_keys_.data(), sort_values_.data(), s);
+  const int end_bit = bits_for(n);
+  std::size_t temp = 0;
+  EPMOE_CUDA_CHECK(cub::DeviceRadixSort::SortPairs(nullptr, temp, sort_keys_.data(), sorted_keys_.data(),
+                                                   sort_values_.data(), sorted_slots_.data(), static_cast<int>(slots),
+                                                   0, end_bit, s));
+  cub_temp_.reserve(temp);
+  EPMOE_CUDA_CHECK(cub::DeviceRadixSort::SortPairs(cub_temp_.data(), temp, sort_keys_.data(), sorted_keys_.data(),
+                                                   sort_values_.data(), sorted_slots_.data(), static_cast<int>(slots),
+                                                   0, end_bit, s));
+  // Pad on entry: the GEMMs see width Dp with zero lanes beyond Din.
+  gather_sorted(batch.rows.data, Din, Dp, sorted_slots_.data(), pairs, K, x_sorted_.data(), pair_pos_.data(), s);
+  grouped_linear_bf16(cublas_.get(), batch.expert_offsets, R13, Dp, x_sorted_.data(), Dp, weights_.w13.data(), Dp,
+                      h_.data(), R13);
+  bias_activation(h_.data(), pairs, R13, I, weights_.b13.size() ? weights_.b13.data() : nullptr, sorted_keys_.data(),
+                  act_, a_.data(), s);
+  grouped_linear_bf16(cublas_.get(), batch.expert_offsets, Dp, I, a_.data(), I, weights_.w2.data(), I, y_.data(), Dp);
+  // The trim: the weighted sum reads padded rows and writes contiguous rows of width Din.
+  weighted_sum(y_.data(), Dp, pair_pos_.data(), batch.meta, N, K, Din,
+               weights_.b2.size() ? weights_.b2.data() : nullptr, model_.routed_scaling_factor, out, s);
+  return Rows{out, N, Din};
+}
+
+CudaStages::Rows CudaStages::combine(const Rows& partial, const Batch& batch) {
+  StageTimer timer(clock_, &PhaseTimes::combine, stream());
+  const int Din = partial.cols, R = num_ranks_, T = batch.home_tokens;
+  EPMOE_ASSERT(Din == plan_.shape.expert_width && partial.data == partial_.data(), "combine input width ", Din);
+  std::vector<std::size_t> send(R), recv(R);
+  std::size_t sent_back = 0, coming_back = 0;
+  for (int r = 0; r < R; ++r) {
+    send[r] = batch.rows_from[r] * Din;
+    recv[r] = batch.rows_to[r] * Din;
+    sent_back += send[r];
+    coming_back += recv[r];
+  }
+  nccl_.alltoallv_group(std::vector<NcclComm::Exchange>{make_exchange(partial_.contiguous_const(sent_back), back_.contiguous(coming_back), send, recv)},
+                        stream());
+  combine_sum(back_.data(), Din, flags_.data(), positions_.data(), T, R, routed_.data(), stream());
+  last_combine_bytes = sent_back * sizeof(bf16);
+  return Rows{routed_.data(), T, Din};
+}
+
+CudaStages::Rows CudaStages::latent_up(const Rows& routed) {
+  StageTimer timer(clock_, &PhaseTimes::latent, stream());
+  const int L = model_.latent_size, D = model_.hidden_size;
+  EPMOE_ASSERT(routed.cols == L, "latent up-projection fed width ", routed.cols, " instead of the unpadded latent ",
+               L);
+  linear_bf16(cublas_.get(), routed.rows, D, L, routed.data, L, weights_.latent_up.data(), L, up_.data(), D);
+  return Rows{up_.data(), routed.rows, D};
+}
+
+CudaStages::Rows CudaStages::shared_expert(const Rows& x) {
+  StageTimer timer(clock_, &PhaseTimes::shared, stream());
+  const int T = x.rows, D = model_.hidden_size, inter = weights_.shared_inter;
+  const int rows13 = (model_.gated() ? 2 : 1) * inter;
+  // allreduce mode: written straight into the second segment of the one all-reduce buffer.
+  bf16* out = plan_.shape.mode == Mode::AllReduce
+                  ? reduce_.data() + static_cast<std::size_t>(T) * plan_.shape.expert_width
+                  : shared_out_.data();
+  linear_bf16(cublas_.get(), T, rows13, D, x.data, D, weights_.shared_w13.data(), D, shared_h_.data(), rows13);
+  bias_activation(shared_h_.data(), T, rows13, inter, nullptr, nullptr, act_, shared_a_.data(), stream());
+  linear_bf16(cublas_.get(), T, D, inter, shared_a_.data(), inter, weights_.shared_w2.data(), inter, out, D);
+  return Rows{out, T, D};
+}
+
+void CudaStages::add_into(Rows& dst, const Rows& src) {
+  StageTimer timer(clock_, &PhaseTimes::shared, stream());
+  EPMOE_ASSERT(dst.cols == model_.hidden_size && src.cols == model_.hidden_size && dst.rows == src.rows,
+               "shared add sees [", dst.rows, ",", dst.cols, "] + [", src.rows, ",", src.cols, "]; both must be [T, D=",
+               model_.hidden_size, "]");
+  add_bf16(dst.data, src.data, dst.size(), stream());
+}
+
+void CudaStages::all_reduce(Rows& routed, Rows* shared) {
+  StageTimer timer(clock_, &PhaseTimes::combine, stream());
+  EPMOE_ASSERT(routed.data == reduce_.data(), "all_reduce must see the experts' output segment");
+  if (num_ranks_ == 1) return;
+  std::size_t count = routed.size();
+  if (shared) {
+    // The plan's one buffer [routed T x Din | shared T x D]: the shared expert wrote its segment in place.
+    EPMOE_ASSERT(shared->data == routed.data + routed.size(), "shared partial is not the all-reduce buffer's second segment");
+    count += shared->size();
+  }
+  nccl_.allreduce_sum(reduce_.contiguous(count), stream());
+}
+
+}  // namespace epmoe::cuda

@@ -1,0 +1,124 @@
+// The CUDA backend's stages of one MoE layer: forward_layer() (src/core/forward_layer.hpp) calls them in order, as it
+// calls the CPU backend's. Activations are bf16 device rows in workspaces this class owns: a stage returns a handle
+// to its own output buffer, so the steady state allocates nothing. Everything runs on one stream; the count exchange
+// of the dispatch (or the pair counts of select_local) is the one host synchronization of a layer.
+#pragma once
+
+#include <vector>
+
+#include "device_weights.cuh"
+#include "epmoe/comm.hpp"
+#include "epmoe/config.hpp"
+#include "epmoe/layer.hpp"
+#include "epmoe/placement.hpp"
+#include "epmoe/plan.hpp"
+#include "gemm.cuh"
+#include "kernels.cuh"
+#include "nccl_comm.cuh"
+#include "resources.cuh"
+
+namespace epmoe::cuda {
+
+// A non-owning handle to [rows, cols] contiguous bf16 rows in a stage's workspace.
+struct DeviceRows {
+  bf16* data = nullptr;
+  int rows = 0;
+  int cols = 0;
+  std::size_t size() const { return static_cast<std::size_t>(rows) * cols; }
+};
+
+struct DeviceRouting {
+  const int* ids = nullptr;        // [T, K] global expert ids
+  const float* weights = nullptr;  // [T, K] without the routed scaling factor
+  int tokens = 0;
+};
+
+// Token rows for this rank's experts with their pairs (meta: see kernels.cuh), plus how they travelled.
+struct DeviceBatch {
+  DeviceRows rows;                  // [N, Din]
+  const int* meta = nullptr;        // [N, 2K]
+  std::vector<int> expert_offsets;  // host: [n + 1], pairs of local expert j are [offsets[j], offsets[j+1])
+  int home_tokens = 0;
+  std::vector<std::size_t> rows_from, rows_to;  // alltoall: rows received from / sent to each rank
+};
+
+// Records (phase, start, stop) event pairs on the stream; collect() adds the elapsed times once the stream is done.
+class PhaseClock {
+ public:
+  explicit PhaseClock(PhaseTimes& times);
+  void begin(double PhaseTimes::*phase, cudaStream_t stream);
+  void end(cudaStream_t stream);
+  void collect();  // after the stream has been synchronized
+
+ private:
+  PhaseTimes& times_;
+  std::vector<Event> events_;
+  std::vector<double PhaseTimes::*> phases_;
+  int used_ = 0;
+};
+
+class CudaStages {
+ public:
+  using Rows = DeviceRows;
+  using Routing = DeviceRouting;
+  using Batch = DeviceBatch;
+
+  CudaStages(const ModelConfig& model, const UnpadPlan& plan, Placement placement, const MpiComm& comm,
+             const NcclComm& nccl, DeviceWeights weights, int max_tokens, PhaseTimes& times);
+
+  // Copies this rank's tokens in (fp32 for the router, bf16 for the rest); not timed. Returns the bf16 rows.
+  Rows stage_input(const Matrix<float>& x);
+  // Copies the layer output and the routing out (synchronizes the stream).
+  void fetch_output(const Rows& out, Matrix<float>& result, epmoe::Routing& routing);
+
+  Routing route(const Rows& x);
+  Rows latent_down(const Rows& x);
+  Batch dispatch(const Rows& xr, const Routing& routing);
+  Batch select_local(const Rows& xr, const Routing& routing);
+  Rows experts(const Batch& batch);
+  Rows combine(const Rows& partial, const Batch& batch);
+  Rows latent_up(const Rows& routed);
+  Rows shared_expert(const Rows& x);
+  void add_into(Rows& dst, const Rows& src);
+  void all_reduce(Rows& routed, Rows* shared);
+
+  cudaStream_t stream() const { return stream_.get(); }
+  PhaseClock& clock() { return clock_; }
+  std::size_t device_bytes() const;
+  std::size_t weight_bytes() const { return weights_.bytes(); }
+  std::size_t last_dispatch_bytes = 0, last_combine_bytes = 0, last_rows_received = 0, last_pairs = 0;
+
+ private:
+  void reserve_tokens(int tokens);
+  // Pair ordering by local expert and the host offsets from per-expert counts (shared by both modes).
+  std::vector<int> offsets_from_counts(const int* counts) const;
+
+  const ModelConfig& model_;
+  const UnpadPlan& plan_;
+  const NcclComm& nccl_;
+  ExpertPlacement placement_;
+  int rank_, num_ranks_, max_local_;
+  DeviceWeights weights_;
+  Stream stream_;
+  CublasHandle cublas_;
+  PhaseClock clock_;
+  ActivationParams act_;
+  int token_capacity_ = 0;
+
+  DeviceBuffer<int> owner_, local_;  // [E] placement on the device
+  // Token-sized workspaces.
+  DeviceBuffer<float> x_f32_, logits_, routing_weights_, out_f32_;
+  DeviceBuffer<bf16> x_, latent_x_, routed_, up_, shared_out_, reduce_;
+  DeviceBuffer<int> ids_, flags_, positions_, meta_local_;
+  DeviceBuffer<bf16> shared_h_, shared_a_;
+  // Dispatch and experts workspaces (grow with the traffic).
+  DeviceBuffer<bf16> send_rows_, recv_rows_, partial_, back_;
+  DeviceBuffer<int> send_meta_, recv_meta_;
+  DeviceBuffer<int> counts_send_, counts_recv_, local_counts_;
+  PinnedBuffer<int> counts_host_;
+  DeviceBuffer<int> sort_keys_, sort_values_, sorted_keys_, sorted_slots_, pair_pos_;
+  DeviceBuffer<bf16> x_sorted_, h_, a_, y_;
+  DeviceBuffer<unsigned char> cub_temp_;
+};
+
+}  // namespace epmoe::cuda

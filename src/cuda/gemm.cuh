@@ -1,0 +1,26 @@
+// GEMMs of the layer through cuBLAS, in the nn.Linear orientation the weights are stored in:
+//   out[M, N] = x[M, K] . w[N, K]^T   (row-major; bf16 operands and output, fp32 accumulation)
+// and the grouped form over experts, whose row counts the host knows (the count exchange brought them).
+#pragma once
+
+#include <cublas_v2.h>
+
+#include <vector>
+
+#include "kernels.cuh"
+
+namespace epmoe::cuda {
+
+// out[M, N] (row stride ldo) = x[M, K] (stride ldx) . w[N, K]^T (stride ldw); bf16, fp32 accumulation.
+void linear_bf16(cublasHandle_t handle, int m, int n, int k, const bf16* x, int ldx, const bf16* w, int ldw,
+                 bf16* out, int ldo);
+// The same in fp32 throughout (the router): no TF32, so routing decisions match the float32 reference.
+void linear_f32(cublasHandle_t handle, int m, int n, int k, const float* x, int ldx, const float* w, int ldw,
+                float* out, int ldo);
+
+// For each expert j with rows [offsets[j], offsets[j+1]) of x: out rows = x rows . w_j^T, w_j = w + j * n * ldw
+// (w is [experts, n, ldw] with k <= ldw used columns). Offsets on the host.
+void grouped_linear_bf16(cublasHandle_t handle, const std::vector<int>& offsets, int n, int k, const bf16* x, int ldx,
+                         const bf16* w, int ldw, bf16* out, int ldo);
+
+}  // namespace epmoe::cuda

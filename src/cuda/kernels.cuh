@@ -1,0 +1,87 @@
+// Kernel launchers of the CUDA backend: raw device pointers in, sizes explicit, stream last. Each has a CPU reference
+// (named beside it) that tests/cuda/test_cuda_kernels.cpp compares it with on fresh random data.
+//
+// Conventions: row-major; bf16 activations and weights, fp32 accumulation; "meta" is the pair metadata that travels
+// with a dispatched row: int32 [rows, 2K] = [K routing weights (float bits) | K local expert ids (-1 = unused)].
+#pragma once
+
+#include <cuda_bf16.h>
+#include <cuda_runtime.h>
+
+#include <cstddef>
+#include <cstdint>
+
+#include "epmoe/config.hpp"
+
+namespace epmoe::cuda {
+
+using bf16 = __nv_bfloat16;
+
+// ---- conversions and elementwise (reference: plain loops) ----
+void convert_f32_to_bf16(const float* in, bf16* out, std::size_t n, cudaStream_t stream);
+void convert_bf16_to_f32(const bf16* in, float* out, std::size_t n, cudaStream_t stream);
+// dst[i] = bf16(float(dst[i]) + float(src[i])).
+void add_bf16(bf16* dst, const bf16* src, std::size_t n, cudaStream_t stream);
+
+// ---- router (reference: epmoe::select_topk in src/core/routing.cpp) ----
+struct RouterParams {
+  int num_tokens, num_experts, top_k;
+  bool sigmoid;        // else softmax
+  bool grouped;        // grouped top-k with n_group > 1
+  int n_group, topk_group;
+  bool renormalize;    // norm_topk_prob
+};
+// logits [T, E] (without router bias); router_bias, correction_bias [E] or null. Writes ids, weights [T, K].
+// Requires n_group <= 32, E <= 1536 (48 KiB of shared memory) and K <= 32.
+void router_topk(const float* logits, const float* router_bias, const float* correction_bias, const RouterParams& p,
+                 int* ids, float* weights, cudaStream_t stream);
+
+// ---- dispatch layout (reference: CpuStages::dispatch) ----
+// flags [R, T]: 1 where token t has an expert on rank r. counts [R, 1 + max_local]: column 0 is left alone (filled
+// by rank_row_counts), columns 1.. get += the pairs for each local expert of rank r. counts must be zeroed first.
+void dispatch_flags(const int* ids, int num_tokens, int top_k, const int* expert_owner, const int* expert_local,
+                    int num_ranks, int max_local, int* flags, int* counts, cudaStream_t stream);
+// positions = exclusive scan of flags (destination-major); counts[r, 0] = rows for rank r.
+void rank_row_counts(const int* flags, const int* positions, int num_tokens, int num_ranks, int max_local,
+                     int* counts, cudaStream_t stream);
+// send_rows[positions[r, t]] = xr[t] and its meta for every flagged (r, t).
+void pack_dispatch(const bf16* xr, int width, const int* ids, const float* weights, int num_tokens, int top_k,
+                   const int* expert_owner, const int* expert_local, int num_ranks, const int* flags,
+                   const int* positions, bf16* send_rows, int* send_meta, cudaStream_t stream);
+// allreduce mode: meta [T, 2K] of this rank's pairs, counts[j] += pairs of local expert j (zeroed first).
+void select_local_meta(const int* ids, const float* weights, int num_tokens, int top_k, const int* expert_owner,
+                       const int* expert_local, int rank, int* meta, int* counts, cudaStream_t stream);
+
+// ---- experts (reference: CpuStages::experts) ----
+// keys[s] = local expert of slot s = row * K + k (num_local where unused), values[s] = s.
+void pair_sort_keys(const int* meta, int num_rows, int top_k, int num_local, int* keys, int* values,
+                    cudaStream_t stream);
+// For the sorted valid slots i < pairs: pair_pos[slot] = i; x_sorted[i, :width] = rows[slot / K], zero to padded.
+void gather_sorted(const bf16* rows, int width, int padded, const int* sorted_slots, int pairs, int top_k,
+                   bf16* x_sorted, int* pair_pos, cudaStream_t stream);
+struct ActivationParams {
+  Activation kind;
+  float alpha, limit;
+};
+// a[i, j] = act(h[i, j] + b[e, j], h[i, inter + j] + b[e, inter + j]) (gated) or act(h[i, j] + b[e, j]);
+// e = sorted_expert[i] (or 0 when null); bias [n, h_cols] fp32 or null.
+void bias_activation(const bf16* h, int rows, int h_cols, int inter, const float* bias, const int* sorted_expert,
+                     const ActivationParams& act, bf16* a, cudaStream_t stream);
+// out[i, :width] = scale * sum over the row's valid slots k of w_k * (y[pair_pos[i*K+k], :] + b2[e_k, :]).
+// y has row stride `padded`; b2 [n, padded] fp32 or null. out is [rows, width], contiguous.
+void weighted_sum(const bf16* y, int padded, const int* pair_pos, const int* meta, int num_rows, int top_k, int width,
+                  const float* b2, float scale, bf16* out, cudaStream_t stream);
+
+// ---- combine (reference: CpuStages::combine) ----
+// routed[t] = sum over ranks r with flags[r, t] of back[positions[r, t]].
+void combine_sum(const bf16* back, int width, const int* flags, const int* positions, int num_tokens, int num_ranks,
+                 bf16* routed, cudaStream_t stream);
+
+// ---- synthetic weights (reference: generate_layer_weights in src/core/weights.cpp) ----
+// dst[r * ld + c] = scale * counter_uniform(seed, a, b, r * cols + c) for r < rows, c < cols (others untouched).
+void fill_counter_uniform_bf16(bf16* dst, int rows, int cols, std::size_t ld, std::uint64_t seed, std::uint64_t a,
+                               std::uint64_t b, float scale, cudaStream_t stream);
+void fill_counter_uniform_f32(float* dst, int rows, int cols, std::size_t ld, std::uint64_t seed, std::uint64_t a,
+                              std::uint64_t b, float scale, cudaStream_t stream);
+
+}  // namespace epmoe::cuda

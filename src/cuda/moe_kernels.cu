@@ -1,0 +1,416 @@
+// The memory-bound kernels of the layer: conversions, dispatch layout and packing, pair sorting and gathering,
+// bias + activation, the weighted sum that writes unpadded rows, and the home-rank combine.
+#include <cmath>
+
+#include "check.cuh"
+#include "kernels.cuh"
+
+namespace epmoe::cuda {
+namespace {
+
+constexpr int kThreads = 256;
+
+unsigned grid_for(std::size_t n, int threads = kThreads) {
+  const std::size_t blocks = (n + threads - 1) / threads;
+  return static_cast<unsigned>(blocks < 65535u * 16u ? (blocks ? blocks : 1) : 65535u * 16u);
+}
+
+__device__ __forceinline__ bool aligned16(const void* p) { return (reinterpret_cast<std::uintptr_t>(p) & 15u) == 0; }
+
+// The block copies n elements; 16-byte accesses when both rows allow them.
+__device__ __forceinline__ void copy_row(bf16* __restrict__ dst, const bf16* __restrict__ src, int n) {
+  if ((n & 7) == 0 && aligned16(dst) && aligned16(src)) {
+    const uint4* s = reinterpret_cast<const uint4*>(src);
+    uint4* d = reinterpret_cast<uint4*>(dst);
+    for (int i = threadIdx.x; i < n / 8; i += blockDim.x) d[i] = s[i];
+  } else {
+    for (int i = threadIdx.x; i < n; i += blockDim.x) dst[i] = src[i];
+  }
+}
+
+// V consecutive bf16 <-> float; V = 8 uses one 16-byte access.
+template <int V>
+__device__ __forceinline__ void load_bf16(const bf16* p, float (&v)[V]) {
+  if constexpr (V == 8) {
+    const uint4 raw = *reinterpret_cast<const uint4*>(p);
+    const __nv_bfloat162* h = reinterpret_cast<const __nv_bfloat162*>(&raw);
+#pragma unroll
+    for (int i = 0; i < 4; ++i) {
+      const float2 f = __bfloat1622float2(h[i]);
+      v[2 * i] = f.x;
+      v[2 * i + 1] = f.y;
+    }
+  } else {
+#pragma unroll
+    for (int i = 0; i < V; ++i) v[i] = __bfloat162float(p[i]);
+  }
+}
+template <int V>
+__device__ __forceinline__ void store_bf16(bf16* p, const float (&v)[V]) {
+  if constexpr (V == 8) {
+    uint4 raw;
+    __nv_bfloat162* h = reinterpret_cast<__nv_bfloat162*>(&raw);
+#pragma unroll
+    for (int i = 0; i < 4; ++i) h[i] = __floats2bfloat162_rn(v[2 * i], v[2 * i + 1]);
+    *reinterpret_cast<uint4*>(p) = raw;
+  } else {
+#pragma unroll
+    for (int i = 0; i < V; ++i) p[i] = __float2bfloat16(v[i]);
+  }
+}
+
+__global__ void f32_to_bf16_kernel(const float* __restrict__ in, bf16* __restrict__ out, std::size_t n) {
+  for (std::size_t i = blockIdx.x * std::size_t(blockDim.x) + threadIdx.x; i < n; i += std::size_t(gridDim.x) * blockDim.x)
+    out[i] = __float2bfloat16(in[i]);
+}
+__global__ void bf16_to_f32_kernel(const bf16* __restrict__ in, float* __restrict__ out, std::size_t n) {
+  for (std::size_t i = blockIdx.x * std::size_t(blockDim.x) + threadIdx.x; i < n; i += std::size_t(gridDim.x) * blockDim.x)
+    out[i] = __bfloat162float(in[i]);
+}
+__global__ void add_bf16_kernel(bf16* __restrict__ dst, const bf16* __restrict__ src, std::size_t n) {
+  for (std::size_t i = blockIdx.x * std::size_t(blockDim.x) + threadIdx.x; i < n; i += std::size_t(gridDim.x) * blockDim.x)
+    dst[i] = __float2bfloat16(__bfloat162float(dst[i]) + __bfloat162float(src[i]));
+}
+
+__global__ void dispatch_flags_kernel(const int* __restrict__ ids, int T, int K, const int* __restrict__ owner,
+                                      const int* __restrict__ local, int R, int max_local, int* __restrict__ flags,
+                                      int* __restrict__ counts) {
+  const int t = blockIdx.x * blockDim.x + threadIdx.x;
+  if (t >= T) return;
+  for (int r = 0; r < R; ++r) flags[static_cast<std::size_t>(r) * T + t] = 0;
+  for (int k = 0; k < K; ++k) {
+    const int e = ids[static_cast<std::size_t>(t) * K + k];
+    const int r = owner[e];
+    flags[static_cast<std::size_t>(r) * T + t] = 1;
+    atomicAdd(&counts[r * (1 + max_local) + 1 + local[e]], 1);
+  }
+}
+
+__global__ void rank_row_counts_kernel(const int* __restrict__ flags, const int* __restrict__ positions, int T, int R,
+                                       int max_local, int* __restrict__ counts) {
+  const int r = blockIdx.x * blockDim.x + threadIdx.x;
+  if (r >= R) return;
+  const std::size_t first = static_cast<std::size_t>(r) * T, last = first + T - 1;
+  counts[r * (1 + max_local)] = T == 0 ? 0 : positions[last] + flags[last] - positions[first];
+}
+
+// One block per (token, destination rank).
+__global__ void pack_dispatch_kernel(const bf16* __restrict__ xr, int width, const int* __restrict__ ids,
+                                     const float* __restrict__ weights, int T, int K, const int* __restrict__ owner,
+                                     const int* __restrict__ local, const int* __restrict__ flags,
+                                     const int* __restrict__ positions, bf16* __restrict__ send_rows,
+                                     int* __restrict__ send_meta) {
+  const int t = blockIdx.x, r = blockIdx.y;
+  const std::size_t fr = static_cast<std::size_t>(r) * T + t;
+  if (!flags[fr]) return;
+  const std::size_t p = positions[fr];
+  copy_row(send_rows + p * width, xr + static_cast<std::size_t>(t) * width, width);
+  if (threadIdx.x == 0) {
+    int* meta = send_meta + p * 2 * K;
+    int slot = 0;
+    for (int k = 0; k < K; ++k) {
+      const int e = ids[static_cast<std::size_t>(t) * K + k];
+      if (owner[e] != r) continue;
+      meta[slot] = __float_as_int(weights[static_cast<std::size_t>(t) * K + k]);
+      meta[K + slot] = local[e];
+      ++slot;
+    }
+    for (; slot < K; ++slot) {
+      meta[slot] = __float_as_int(0.0f);
+      meta[K + slot] = -1;
+    }
+  }
+}
+
+__global__ void select_local_meta_kernel(const int* __restrict__ ids, const float* __restrict__ weights, int T, int K,
+                                         const int* __restrict__ owner, const int* __restrict__ local, int rank,
+                                         int* __restrict__ meta, int* __restrict__ counts) {
+  const int t = blockIdx.x * blockDim.x + threadIdx.x;
+  if (t >= T) return;
+  int* m = meta + static_cast<std::size_t>(t) * 2 * K;
+  int slot = 0;
+  for (int k = 0; k < K; ++k) {
+    const int e = ids[static_cast<std::size_t>(t) * K + k];
+    if (owner[e] != rank) continue;
+    m[slot] = __float_as_int(weights[static_cast<std::size_t>(t) * K + k]);
+    m[K + slot] = local[e];
+    atomicAdd(&counts[local[e]], 1);
+    ++slot;
+  }
+  for (; slot < K; ++slot) {
+    m[slot] = __float_as_int(0.0f);
+    m[K + slot] = -1;
+  }
+}
+
+__global__ void pair_sort_keys_kernel(const int* __restrict__ meta, int N, int K, int num_local, int* __restrict__ keys,
+                                      int* __restrict__ values) {
+  const std::size_t s = blockIdx.x * std::size_t(blockDim.x) + threadIdx.x;
+  if (s >= static_cast<std::size_t>(N) * K) return;
+  const std::size_t row = s / K, k = s % K;
+  const int e = meta[row * 2 * K + K + k];
+  keys[s] = e < 0 ? num_local : e;
+  values[s] = static_cast<int>(s);
+}
+
+// One block per sorted pair.
+__global__ void gather_sorted_kernel(const bf16* __restrict__ rows, int width, int padded,
+                                     const int* __restrict__ sorted_slots, int K, bf16* __restrict__ x_sorted,
+                                     int* __restrict__ pair_pos) {
+  const int i = blockIdx.x;
+  const int slot = sorted_slots[i];
+  bf16* dst = x_sorted + static_cast<std::size_t>(i) * padded;
+  copy_row(dst, rows + static_cast<std::size_t>(slot / K) * width, width);
+  for (int c = width + threadIdx.x; c < padded; c += blockDim.x) dst[c] = __float2bfloat16(0.0f);
+  if (threadIdx.x == 0) pair_pos[slot] = i;
+}
+
+__device__ __forceinline__ float activate(const ActivationParams& p, float gate, float up) {
+  switch (p.kind) {
+    case Activation::Silu: return gate / (1.0f + expf(-gate)) * up;
+    case Activation::Gelu: return 0.5f * gate * (1.0f + erff(gate * 0.70710678118654752f)) * up;
+    case Activation::SwigluOai: {
+      const float g = fminf(gate, p.limit);
+      const float u = fmaxf(-p.limit, fminf(up, p.limit));
+      return (u + 1.0f) * g / (1.0f + expf(-p.alpha * g));
+    }
+    case Activation::Relu2: {
+      const float r = fmaxf(gate, 0.0f);
+      return r * r;
+    }
+  }
+  return 0.0f;
+}
+
+template <int V>
+__global__ void bias_activation_kernel(const bf16* __restrict__ h, int rows, int h_cols, int inter,
+                                       const float* __restrict__ bias, const int* __restrict__ sorted_expert,
+                                       ActivationParams act, bf16* __restrict__ a) {
+  const bool gated = act.kind != Activation::Relu2;
+  const std::size_t per_row = inter / V;
+  const std::size_t n = static_cast<std::size_t>(rows) * per_row;
+  for (std::size_t idx = blockIdx.x * std::size_t(blockDim.x) + threadIdx.x; idx < n;
+       idx += std::size_t(gridDim.x) * blockDim.x) {
+    const std::size_t i = idx / per_row;
+    const int j = static_cast<int>(idx % per_row) * V;
+    const bf16* hr = h + i * h_cols;
+    float gate[V], up[V], out[V];
+    load_bf16<V>(hr + j, gate);
+    if (gated) load_bf16<V>(hr + inter + j, up);
+    const float* b = bias ? bias + static_cast<std::size_t>(sorted_expert ? sorted_expert[i] : 0) * h_cols : nullptr;
+#pragma unroll
+    for (int v = 0; v < V; ++v) {
+      const float g = gate[v] + (b ? b[j + v] : 0.0f);
+      const float u = gated ? up[v] + (b ? b[inter + j + v] : 0.0f) : 0.0f;
+      out[v] = activate(act, g, u);
+    }
+    store_bf16<V>(a + i * inter + j, out);
+  }
+}
+
+// One block per row; the row's pairs are read once into shared memory.
+template <int V>
+__global__ void weighted_sum_kernel(const bf16* __restrict__ y, int padded, const int* __restrict__ pair_pos,
+                                    const int* __restrict__ meta, int K, int width, const float* __restrict__ b2,
+                                    float scale, bf16* __restrict__ out) {
+  __shared__ int pos[32], expert[32];
+  __shared__ float weight[32];
+  __shared__ int count;
+  const std::size_t row = blockIdx.x;
+  if (threadIdx.x == 0) {
+    int c = 0;
+    for (int k = 0; k < K; ++k) {
+      const int e = meta[row * 2 * K + K + k];
+      if (e < 0) continue;
+      pos[c] = pair_pos[row * K + k];
+      expert[c] = e;
+      weight[c] = scale * __int_as_float(meta[row * 2 * K + k]);
+      ++c;
+    }
+    count = c;
+  }
+  __syncthreads();
+  for (int c = threadIdx.x * V; c < width; c += blockDim.x * V) {
+    float acc[V] = {};
+    for (int k = 0; k < count; ++k) {
+      float v[V];
+      load_bf16<V>(y + static_cast<std::size_t>(pos[k]) * padded + c, v);
+      const float* b = b2 ? b2 + static_cast<std::size_t>(expert[k]) * padded + c : nullptr;
+#pragma unroll
+      for (int q = 0; q < V; ++q) acc[q] += weight[k] * (v[q] + (b ? b[q] : 0.0f));
+    }
+    store_bf16<V>(out + row * width + c, acc);
+  }
+}
+
+template <int V>
+__global__ void combine_sum_kernel(const bf16* __restrict__ back, int width, const int* __restrict__ flags,
+                                   const int* __restrict__ positions, int T, int R, bf16* __restrict__ routed) {
+  const std::size_t t = blockIdx.x;
+  for (int c = threadIdx.x * V; c < width; c += blockDim.x * V) {
+    float acc[V] = {};
+    for (int r = 0; r < R; ++r) {
+      const std::size_t fr = static_cast<std::size_t>(r) * T + t;
+      if (!flags[fr]) continue;
+      float v[V];
+      load_bf16<V>(back + static_cast<std::size_t>(positions[fr]) * width + c, v);
+#pragma unroll
+      for (int q = 0; q < V; ++q) acc[q] += v[q];
+    }
+    store_bf16<V>(routed + t * width + c, acc);
+  }
+}
+
+// The generator of src/core/weights.cpp, bit for bit.
+__device__ __forceinline__ std::uint64_t mix(std::uint64_t z) {
+  z += 0x9e3779b97f4a7c15ull;
+  z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
+  z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
+  return z ^ (z >> 31);
+}
+__device__ __forceinline__ float counter_uniform(std::uint64_t seed, std::uint64_t a, std::uint64_t b,
+                                                 std::uint64_t c) {
+  const std::uint64_t h = mix(seed ^ mix(a ^ mix(b ^ mix(c))));
+  return static_cast<float>(static_cast<long long>(h >> 40) - (1ll << 23)) / static_cast<float>(1 << 23);
+}
+
+template <class T>
+__global__ void fill_counter_uniform_kernel(T* __restrict__ dst, int rows, int cols, std::size_t ld, std::uint64_t seed,
+                                            std::uint64_t a, std::uint64_t b, float scale) {
+  const std::size_t n = static_cast<std::size_t>(rows) * cols;
+  for (std::size_t i = blockIdx.x * std::size_t(blockDim.x) + threadIdx.x; i < n; i += std::size_t(gridDim.x) * blockDim.x) {
+    const float v = __fmul_rn(scale, counter_uniform(seed, a, b, i));
+    const std::size_t r = i / cols, c = i % cols;
+    if constexpr (sizeof(T) == 2)
+      dst[r * ld + c] = __float2bfloat16(v);
+    else
+      dst[r * ld + c] = v;
+  }
+}
+
+bool vec8_ok(std::initializer_list<long> values) {
+  for (long v : values)
+    if (v % 8) return false;
+  return true;
+}
+
+}  // namespace
+
+void convert_f32_to_bf16(const float* in, bf16* out, std::size_t n, cudaStream_t stream) {
+  if (!n) return;
+  f32_to_bf16_kernel<<<grid_for(n), kThreads, 0, stream>>>(in, out, n);
+  EPMOE_CUDA_LAUNCH_CHECK();
+}
+void convert_bf16_to_f32(const bf16* in, float* out, std::size_t n, cudaStream_t stream) {
+  if (!n) return;
+  bf16_to_f32_kernel<<<grid_for(n), kThreads, 0, stream>>>(in, out, n);
+  EPMOE_CUDA_LAUNCH_CHECK();
+}
+void add_bf16(bf16* dst, const bf16* src, std::size_t n, cudaStream_t stream) {
+  if (!n) return;
+  add_bf16_kernel<<<grid_for(n), kThreads, 0, stream>>>(dst, src, n);
+  EPMOE_CUDA_LAUNCH_CHECK();
+}
+
+void dispatch_flags(const int* ids, int num_tokens, int top_k, const int* expert_owner, const int* expert_local,
+                    int num_ranks, int max_local, int* flags, int* counts, cudaStream_t stream) {
+  if (!num_tokens) return;
+  dispatch_flags_kernel<<<grid_for(num_tokens), kThreads, 0, stream>>>(ids, num_tokens, top_k, expert_owner,
+                                                                        expert_local, num_ranks, max_local, flags,
+                                                                        counts);
+  EPMOE_CUDA_LAUNCH_CHECK();
+}
+
+void rank_row_counts(const int* flags, const int* positions, int num_tokens, int num_ranks, int max_local,
+                     int* counts, cudaStream_t stream) {
+  rank_row_counts_kernel<<<grid_for(num_ranks, 32), 32, 0, stream>>>(flags, positions, num_tokens, num_ranks,
+                                                                     max_local, counts);
+  EPMOE_CUDA_LAUNCH_CHECK();
+}
+
+void pack_dispatch(const bf16* xr, int width, const int* ids, const float* weights, int num_tokens, int top_k,
+                   const int* expert_owner, const int* expert_local, int num_ranks, const int* flags,
+                   const int* positions, bf16* send_rows, int* send_meta, cudaStream_t stream) {
+  if (!num_tokens) return;
+  const dim3 grid(num_tokens, num_ranks);
+  pack_dispatch_kernel<<<grid, 128, 0, stream>>>(xr, width, ids, weights, num_tokens, top_k, expert_owner,
+                                                 expert_local, flags, positions, send_rows, send_meta);
+  EPMOE_CUDA_LAUNCH_CHECK();
+}
+
+void select_local_meta(const int* ids, const float* weights, int num_tokens, int top_k, const int* expert_owner,
+                       const int* expert_local, int rank, int* meta, int* counts, cudaStream_t stream) {
+  if (!num_tokens) return;
+  select_local_meta_kernel<<<grid_for(num_tokens), kThreads, 0, stream>>>(ids, weights, num_tokens, top_k,
+                                                                          expert_owner, expert_local, rank, meta,
+                                                                          counts);
+  EPMOE_CUDA_LAUNCH_CHECK();
+}
+
+void pair_sort_keys(const int* meta, int num_rows, int top_k, int num_local, int* keys, int* values,
+                    cudaStream_t stream) {
+  const std::size_t n = static_cast<std::size_t>(num_rows) * top_k;
+  if (!n) return;
+  pair_sort_keys_kernel<<<grid_for(n), kThreads, 0, stream>>>(meta, num_rows, top_k, num_local, keys, values);
+  EPMOE_CUDA_LAUNCH_CHECK();
+}
+
+void gather_sorted(const bf16* rows, int width, int padded, const int* sorted_slots, int pairs, int top_k,
+                   bf16* x_sorted, int* pair_pos, cudaStream_t stream) {
+  if (!pairs) return;
+  gather_sorted_kernel<<<pairs, 128, 0, stream>>>(rows, width, padded, sorted_slots, top_k, x_sorted, pair_pos);
+  EPMOE_CUDA_LAUNCH_CHECK();
+}
+
+void bias_activation(const bf16* h, int rows, int h_cols, int inter, const float* bias, const int* sorted_expert,
+                     const ActivationParams& act, bf16* a, cudaStream_t stream) {
+  if (!rows) return;
+  if (vec8_ok({inter, h_cols})) {
+    bias_activation_kernel<8><<<grid_for(std::size_t(rows) * inter / 8), kThreads, 0, stream>>>(
+        h, rows, h_cols, inter, bias, sorted_expert, act, a);
+  } else {
+    bias_activation_kernel<1><<<grid_for(std::size_t(rows) * inter), kThreads, 0, stream>>>(
+        h, rows, h_cols, inter, bias, sorted_expert, act, a);
+  }
+  EPMOE_CUDA_LAUNCH_CHECK();
+}
+
+void weighted_sum(const bf16* y, int padded, const int* pair_pos, const int* meta, int num_rows, int top_k, int width,
+                  const float* b2, float scale, bf16* out, cudaStream_t stream) {
+  if (!num_rows) return;
+  EPMOE_ASSERT(top_k <= 32, "weighted_sum supports top_k <= 32, got ", top_k);
+  if (vec8_ok({padded, width})) {
+    weighted_sum_kernel<8><<<num_rows, 128, 0, stream>>>(y, padded, pair_pos, meta, top_k, width, b2, scale, out);
+  } else {
+    weighted_sum_kernel<1><<<num_rows, 128, 0, stream>>>(y, padded, pair_pos, meta, top_k, width, b2, scale, out);
+  }
+  EPMOE_CUDA_LAUNCH_CHECK();
+}
+
+void combine_sum(const bf16* back, int width, const int* flags, const int* positions, int num_tokens, int num_ranks,
+                 bf16* routed, cudaStream_t stream) {
+  if (!num_tokens) return;
+  if (vec8_ok({width})) {
+    combine_sum_kernel<8><<<num_tokens, 128, 0, stream>>>(back, width, flags, positions, num_tokens, num_ranks, routed);
+  } else {
+    combine_sum_kernel<1><<<num_tokens, 128, 0, stream>>>(back, width, flags, positions, num_tokens, num_ranks, routed);
+  }
+  EPMOE_CUDA_LAUNCH_CHECK();
+}
+
+void fill_counter_uniform_bf16(bf16* dst, int rows, int cols, std::size_t ld, std::uint64_t seed, std::uint64_t a,
+                               std::uint64_t b, float scale, cudaStream_t stream) {
+  const std::size_t n = static_cast<std::size_t>(rows) * cols;
+  if (!n) return;
+  fill_counter_uniform_kernel<bf16><<<grid_for(n), kThreads, 0, stream>>>(dst, rows, cols, ld, seed, a, b, scale);
+  EPMOE_CUDA_LAUNCH_CHECK();
+}
+void fill_counter_uniform_f32(float* dst, int rows, int cols, std::size_t ld, std::uint64_t seed, std::uint64_t a,
+                              std::uint64_t b, float scale, cudaStream_t stream) {
+  const std::size_t n = static_cast<std::size_t>(rows) * cols;
+  if (!n) return;
+  fill_counter_uniform_kernel<float><<<grid_for(n), kThreads, 0, stream>>>(dst, rows, cols, ld, seed, a, b, scale);
+  EPMOE_CUDA_LAUNCH_CHECK();
+}
+
+}  // namespace epmoe::cuda
