@@ -49,9 +49,21 @@ std::unique_ptr<LayerRunner> make_layer(const RunSetup& s, const LayerWeights& s
 
 }  // namespace
 
+namespace {
+void build_run(RunSetup& s, RunOptions& opt, const MpiComm& comm);
+}
+
 RunSetup prepare_run(RunOptions& opt, const ArgParser& parser, const MpiComm& comm) {
+  (void)parser;
   RunSetup s;
-  // Everything up to the layers' construction is checked on every rank with the same outcome.
+  // Checked and built on every rank; a failure anywhere (a bad value, a file one rank cannot read) ends every rank
+  // with the same message instead of leaving some waiting in a collective.
+  run_collectively(comm, [&] { build_run(s, opt, comm); });
+  return s;
+}
+
+namespace {
+void build_run(RunSetup& s, RunOptions& opt, const MpiComm& comm) {
   s.model = make_preset(opt.preset);
   s.source = "preset " + opt.preset;
   const bool mini = [&] {
@@ -72,7 +84,6 @@ RunSetup prepare_run(RunOptions& opt, const ArgParser& parser, const MpiComm& co
   EPMOE_REQUIRE(!(opt.verify && opt.no_verify), ErrorKind::Usage, "--verify and --no-verify exclude each other");
   // Mini presets verify by default; the float64 reference of a model-sized layer takes too long unless asked for.
   s.verify = mini ? !opt.no_verify : opt.verify;
-  (void)parser;
   s.tolerance = opt.tolerance > 0 ? opt.tolerance : (s.backend == BackendKind::Cpu ? 1e-5 : 2e-2);
   s.seed = static_cast<std::uint64_t>(opt.seed);
 
@@ -82,14 +93,12 @@ RunSetup prepare_run(RunOptions& opt, const ArgParser& parser, const MpiComm& co
   s.tokens = generate_tokens(opt.tokens, s.model.hidden_size, s.seed, s.first_token);
 
   const ExpertPlacement placement(s.model.num_experts, comm.size(), s.parallel.placement);
-  run_collectively(comm, [&] {
-    for (int l = 0; l < s.model.num_layers; ++l) {
-      const LayerWeights shard = generate_layer_weights(s.model, s.seed, l, placement.experts_of(comm.rank()));
-      s.layers.push_back(make_layer(s, shard, comm));
-    }
-  });
-  return s;
+  for (int l = 0; l < s.model.num_layers; ++l) {
+    const LayerWeights shard = generate_layer_weights(s.model, s.seed, l, placement.experts_of(comm.rank()));
+    s.layers.push_back(make_layer(s, shard, comm));
+  }
 }
+}  // namespace
 
 void print_run_header(const RunSetup& s, const MpiComm& comm) {
   const ExpertPlacement placement(s.model.num_experts, comm.size(), s.parallel.placement);

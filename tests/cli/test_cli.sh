@@ -1,0 +1,70 @@
+#!/usr/bin/env bash
+# The epmoe program as a user meets it under mpirun: defaults, help, bad flags (clear message naming the flag,
+# exit code 2, no rank left hanging), refused configurations, and verified runs.
+# usage: test_cli.sh path/to/epmoe
+set -u
+EPMOE=${1:?usage: test_cli.sh path/to/epmoe}
+MPIRUN="mpirun --oversubscribe"
+export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 OPENBLAS_NUM_THREADS=1
+passed=0
+failed=0
+out=$(mktemp)
+trap 'rm -f "$out"' EXIT
+
+# expect NAME EXPECTED_CODE PATTERN -- command...   (PATTERN: an extended regex the output must match)
+expect() {
+  local name=$1 want=$2 pattern=$3
+  shift 4
+  timeout 180 "$@" >"$out" 2>&1
+  local code=$?
+  if [ "$code" -eq 124 ]; then
+    echo "FAIL $name: timed out (a rank hung)"
+    failed=$((failed + 1))
+  elif [ "$code" -ne "$want" ]; then
+    echo "FAIL $name: exit code $code, expected $want"; sed 's/^/    /' "$out" | head -20
+    failed=$((failed + 1))
+  elif ! grep -Eq -- "$pattern" "$out"; then
+    echo "FAIL $name: output does not match /$pattern/"; sed 's/^/    /' "$out" | head -20
+    failed=$((failed + 1))
+  else
+    echo "ok   $name"
+    passed=$((passed + 1))
+  fi
+}
+
+expect "no command prints usage, exit 2" 2 "usage: epmoe <command>" -- "$EPMOE"
+expect "--help" 0 "commands:" -- "$EPMOE" --help
+expect "unknown command" 2 "unknown command 'frobnicate'" -- "$EPMOE" frobnicate
+for flag in --preset --tokens --layers --mode --placement --pad-multiple --seed --iters --warmup --verify \
+            --no-verify --backend --tolerance; do
+  expect "run --help lists $flag" 0 "^  $flag" -- "$EPMOE" run --help
+done
+expect "run --help shows defaults" 0 "default: deepseek-mini" -- "$EPMOE" run --help
+
+expect "default job at 2 ranks verifies" 0 "no flags given.*default job" -- $MPIRUN -np 2 "$EPMOE" run
+expect "default job reports phases" 0 "route .* dispatch .* experts .* combine .* shared .* total" -- \
+  $MPIRUN -np 2 "$EPMOE" run
+expect "default job prints the unpad plan" 0 "# unpad plan: route" -- $MPIRUN -np 2 "$EPMOE" run
+
+expect "negative --tokens" 2 "--tokens: -5 is out of range" -- $MPIRUN -np 2 "$EPMOE" run --tokens -5
+expect "non-numeric --iters" 2 "--iters: expected an integer, got 'abc'" -- $MPIRUN -np 2 "$EPMOE" run --iters abc
+expect "bad --mode" 2 "--mode: unknown value 'broadcast'" -- $MPIRUN -np 2 "$EPMOE" run --mode broadcast
+expect "bad --preset" 2 "--preset: unknown preset 'gpt-5'; available: gpt-oss-mini" -- \
+  $MPIRUN -np 2 "$EPMOE" run --preset gpt-5
+expect "--pad-multiple out of range" 2 "--pad-multiple: 5000 is out of range" -- \
+  $MPIRUN -np 2 "$EPMOE" run --pad-multiple 5000
+expect "unknown flag" 2 "unknown argument '--bogus'" -- $MPIRUN -np 2 "$EPMOE" run --bogus
+expect "missing value" 2 "--tokens needs a value" -- $MPIRUN -np 2 "$EPMOE" run --tokens
+expect "--verify with --no-verify" 2 "exclude each other" -- $MPIRUN -np 2 "$EPMOE" run --verify --no-verify
+expect "more ranks than experts" 1 "more ranks \(9\) than experts \(8\)" -- \
+  $MPIRUN -np 9 "$EPMOE" run --preset mixtral-mini --tokens 4
+
+expect "qwen3-mini allreduce pad 256 at 3 ranks" 0 "verification passed" -- \
+  $MPIRUN -np 3 "$EPMOE" run --preset qwen3-mini --mode allreduce --pad-multiple 256 --tokens 32
+expect "gpt-oss-mini round-robin, 0 tokens, 2 ranks" 0 "verification passed" -- \
+  $MPIRUN -np 2 "$EPMOE" run --preset gpt-oss-mini --placement round-robin --tokens 0
+expect "latent-mini 4 ranks, 3 layers, warmup" 0 "verify layer 2: .* OK" -- \
+  $MPIRUN -np 4 "$EPMOE" run --preset latent-mini --layers 3 --warmup 1 --iters 2 --tokens 16 --pad-multiple 128
+
+echo "$passed passed, $failed failed"
+[ "$failed" -eq 0 ]
