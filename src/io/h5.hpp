@@ -34,9 +34,13 @@ class Handle {
   Handle& operator=(const Handle&) = delete;
   hid_t get() const { return id_; }
   bool valid() const { return id_ >= 0; }
-  void reset() {
-    if (id_ >= 0 && closer_) closer_(id_);
+  void reset() { (void)close(); }
+  // Closes now and returns the close call's status (writers check it: a failed close may mean lost data).
+  herr_t close() {
+    herr_t status = 0;
+    if (id_ >= 0 && closer_) status = closer_(id_);
     id_ = H5I_INVALID_HID;
+    return status;
   }
 
  private:
