@@ -33,6 +33,10 @@ TEST_CASE("the unpad plan holds its four invariants in every combination", "[pla
                   REQUIRE(s.output_width == D);
                   REQUIRE(experts_seen);
                 }
+                if (s.stage == Stage::SharedSlice) {
+                  REQUIRE((shared && latent && mode == Mode::AllReduce));
+                  REQUIRE(s.output_width == D);
+                }
                 if (s.stage == Stage::LatentUp) {
                   REQUIRE(latent);
                   REQUIRE(s.input_width == Din);

@@ -24,6 +24,7 @@ enum class Stage {
   Experts,      // pad on entry, grouped GEMM, activation, grouped GEMM (+bias), weighted sum written trimmed
   Combine,      // results back to the home rank and summed there (alltoall mode; the reduction)
   SharedAdd,    // shared expert on x, added to a width-D buffer
+  SharedSlice,  // allreduce + latent: this rank's slice of the shared expert, kept in its own segment until reduced
   AllReduce,    // one all-reduce of one contiguous buffer (allreduce mode; the reduction)
   LatentUp,     // [T, L] -> [T, D]
 };

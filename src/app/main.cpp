@@ -15,6 +15,7 @@ const char* kUsage =
     "\n"
     "commands:\n"
     "  run               run MoE layers expert-parallel, report per-phase times, verify against float64\n"
+    "  plan              print the unpad plan: where padding is trimmed, what each collective sees\n"
     "  make-checkpoint   write a preset's weights as an HDF5 checkpoint (docs/checkpoint-format.md)\n"
     "  inspect           describe a checkpoint and list every way it breaks the contract\n"
     "  convert           convert a Hugging Face MoE checkpoint (safetensors) to an epmoe checkpoint\n"
@@ -34,6 +35,7 @@ int main(int argc, char** argv) {
     std::vector<std::string> args(argv + 1, argv + argc);
     const std::map<std::string, int (*)(const epmoe::app::Args&, const epmoe::MpiComm&)> commands = {
         {"run", epmoe::app::cmd_run},
+        {"plan", epmoe::app::cmd_plan},
 #ifdef EPMOE_HAVE_IO_COMMANDS
         {"make-checkpoint", epmoe::app::cmd_make_checkpoint},
         {"inspect", epmoe::app::cmd_inspect},
@@ -46,7 +48,7 @@ int main(int argc, char** argv) {
     } else {
       auto it = commands.find(args[0]);
       EPMOE_REQUIRE(it != commands.end(), epmoe::ErrorKind::Usage, "unknown command '", args[0],
-                    "'; commands: run, make-checkpoint, inspect, convert (see 'epmoe --help')");
+                    "'; commands: run, plan, make-checkpoint, inspect, convert (see 'epmoe --help')");
       code = it->second(epmoe::app::Args(args.begin() + 1, args.end()), comm);
     }
   } catch (const epmoe::Error& e) {

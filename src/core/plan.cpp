@@ -15,6 +15,7 @@ const char* to_string(Stage s) {
     case Stage::Experts: return "experts";
     case Stage::Combine: return "combine";
     case Stage::SharedAdd: return "shared_add";
+    case Stage::SharedSlice: return "shared_slice";
     case Stage::AllReduce: return "all_reduce";
     case Stage::LatentUp: return "latent_up";
   }
@@ -61,7 +62,7 @@ UnpadPlan make_unpad_plan(const PlanShape& s) {
       p.shared_added_before_reduce = true;
       step(Stage::SharedAdd, D, D, "this rank's slice of the shared expert into the routed partial");
     } else if (s.shared) {
-      step(Stage::SharedAdd, D, D, "this rank's slice of the shared expert into its own segment");
+      step(Stage::SharedSlice, D, D, "this rank's slice of the shared expert, in its own segment");
     }
     p.reduce_width = Din + (s.shared && s.latent ? D : 0);
     PlanStep& reduce = step(Stage::AllReduce, p.reduce_width, p.reduce_width,

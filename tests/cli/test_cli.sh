@@ -66,5 +66,17 @@ expect "gpt-oss-mini round-robin, 0 tokens, 2 ranks" 0 "verification passed" -- 
 expect "latent-mini 4 ranks, 3 layers, warmup" 0 "verify layer 2: .* OK" -- \
   $MPIRUN -np 4 "$EPMOE" run --preset latent-mini --layers 3 --warmup 1 --iters 2 --tokens 16 --pad-multiple 128
 
+# docs/unpad-timing.md carries the plan table; it must match what the code plans.
+doc="$(dirname "$0")/../../docs/unpad-timing.md"
+if diff <(sed -n '/<!-- plan-table:begin -->/,/<!-- plan-table:end -->/p' "$doc" | sed '1d;$d') \
+        <("$EPMOE" plan --table) >"$out" 2>&1; then
+  echo "ok   docs/unpad-timing.md table matches 'epmoe plan --table'"
+  passed=$((passed + 1))
+else
+  echo "FAIL docs/unpad-timing.md table differs from 'epmoe plan --table':"; head -20 "$out"
+  failed=$((failed + 1))
+fi
+expect "plan for one configuration" 0 "experts\[168->256->168 trim\]" -- "$EPMOE" plan --preset nemotron-mini
+
 echo "$passed passed, $failed failed"
 [ "$failed" -eq 0 ]
