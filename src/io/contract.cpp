@@ -26,26 +26,30 @@ std::vector<DatasetSpec> layer_dataset_specs(const ModelConfig& c) {
   const std::string din = c.has_latent() ? "L" : "D";
   const std::string shared = "num_shared_experts = " + std::to_string(c.num_shared_experts);
   const std::string latent = "latent_size = " + std::to_string(c.latent_size);
+  // Latent and shared first: when they are missing, that explains the expert shapes too.
   std::vector<DatasetSpec> specs = {
       {"router/weight", V{E, D}, "[E, D]", true, "", false},
       {"router/bias", V{E}, "[E]", false, "", false},
       {"router/e_score_correction_bias", V{E}, "[E]", false, "", false},
-      {"experts/w13", V{E, R13, Din}, "[E, " + r13 + ", " + din + "]", true, "", true},
-      {"experts/w2", V{E, Din, I}, "[E, " + din + ", I]", true, "", true},
-      {"experts/b13", V{E, R13}, "[E, " + r13 + "]", false, "", true},
-      {"experts/b2", V{E, Din}, "[E, " + din + "]", false, "", true},
   };
+  if (c.has_latent()) {
+    const hsize_t L = static_cast<hsize_t>(c.latent_size);
+    specs.push_back({"latent/down", V{L, D}, "[L, D]", true, latent, false});
+    specs.push_back({"latent/up", V{D, L}, "[D, L]", true, latent, false});
+  }
   if (c.has_shared()) {
     const hsize_t Is = static_cast<hsize_t>(c.shared_intermediate_size);
     const hsize_t Rs = static_cast<hsize_t>(c.shared_w13_rows());
     specs.push_back({"shared/w13", V{Rs, D}, c.gated() ? "[2Is, D]" : "[Is, D]", true, shared, false});
     specs.push_back({"shared/w2", V{D, Is}, "[D, Is]", true, shared, false});
   }
-  if (c.has_latent()) {
-    const hsize_t L = static_cast<hsize_t>(c.latent_size);
-    specs.push_back({"latent/down", V{L, D}, "[L, D]", true, latent, false});
-    specs.push_back({"latent/up", V{D, L}, "[D, L]", true, latent, false});
-  }
+  const std::vector<DatasetSpec> experts = {
+      {"experts/w13", V{E, R13, Din}, "[E, " + r13 + ", " + din + "]", true, "", true},
+      {"experts/w2", V{E, Din, I}, "[E, " + din + ", I]", true, "", true},
+      {"experts/b13", V{E, R13}, "[E, " + r13 + "]", false, "", true},
+      {"experts/b2", V{E, Din}, "[E, " + din + "]", false, "", true},
+  };
+  specs.insert(specs.end(), experts.begin(), experts.end());
   return specs;
 }
 

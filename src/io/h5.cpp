@@ -364,12 +364,13 @@ void write_float_attribute(hid_t loc, const std::string& name, double value) {
 }
 
 void write_string_attribute(hid_t loc, const std::string& name, const std::string& value) {
-  // A variable-length UTF-8 string, as h5py writes a Python str.
+  // A fixed-length UTF-8 string: it lives inside the (checksummed) object header. A variable-length string, as h5py
+  // writes a Python str, lives in the global heap, which has no checksum: a corrupted byte there crashes HDF5 1.10.
   Handle type = checked(H5Tcopy(H5T_C_S1), H5Tclose, "H5Tcopy");
-  H5Tset_size(type.get(), H5T_VARIABLE);
+  H5Tset_size(type.get(), value.empty() ? 1 : value.size());
+  H5Tset_strpad(type.get(), H5T_STR_NULLPAD);
   H5Tset_cset(type.get(), H5T_CSET_UTF8);
-  const char* p = value.c_str();
-  write_scalar(loc, name, type.get(), type.get(), &p);
+  write_scalar(loc, name, type.get(), type.get(), value.c_str());
 }
 
 // ---- float conversions ----
