@@ -28,6 +28,11 @@ class LayerRunner {
   virtual const Routing& last_routing() const = 0;
   virtual const UnpadPlan& plan() const = 0;
   virtual PhaseTimes& times() = 0;
+  // Replaces the router's expert choice in the following forward() calls with `ids` ([T, K] global expert ids for
+  // this rank's tokens; the weights still come from the router's scores at those ids), or restores the router's
+  // own choice with nullptr. For load-imbalance studies (epmoe bench --routing). A backend that cannot do this
+  // refuses with an error rather than ignoring it.
+  virtual void force_expert_ids(const Matrix<int>* ids);
 };
 
 // `shard` holds this rank's experts (placement.experts_of(rank)) and the full router, shared and latent weights.

@@ -19,7 +19,8 @@ struct ReferenceRouting {
 
 ReferenceRouting reference_route(const ModelConfig& config, const LayerWeights& layer, const Matrix<float>& x);
 
-// The layer's output [T, D]. With `forced_ids` ([T, K]) the given experts are used instead of the reference's own
+// The layer's output [T, D]. `layer` may hold a subset of the experts (its expert_ids); every expert a token is
+// routed to must be among them. With `forced_ids` ([T, K]) the given experts are used instead of the reference's own
 // selection (their weights are still computed from the reference scores): this is how a near-tie that a float32
 // backend broke the other way is checked without hiding it.
 Matrix<double> reference_layer(const ModelConfig& config, const LayerWeights& layer, const Matrix<float>& x,
@@ -33,6 +34,7 @@ struct VerifyReport {
   long topk_mismatched_tokens = 0;  // tokens whose selected expert set differs from the reference's
   long near_tie_tokens = 0;         // of those, the ones explained by a near-tie (checked with the backend's ids)
   bool nonfinite = false;           // NaN or Inf in the backend output
+  bool routing_forced = false;      // the expert choice was imposed: agreement not measured
   double topk_agreement() const { return tokens ? 1.0 - double(topk_mismatched_tokens) / tokens : 1.0; }
   // Passes when the error is within tolerance, every mismatch is a near tie and the output is finite.
   bool passed(double tolerance) const;
@@ -40,7 +42,10 @@ struct VerifyReport {
 };
 
 // `tie_tolerance`: two selection scores closer than this (absolute) count as a near-tie.
+// `routing_forced`: `ids` were imposed on the backend (a synthetic routing), so they are used as they are and
+// the top-k agreement is not measured.
 VerifyReport verify_layer(const ModelConfig& config, const LayerWeights& layer, const Matrix<float>& x,
-                          const Matrix<float>& output, const Matrix<int>& ids, double tie_tolerance = 1e-4);
+                          const Matrix<float>& output, const Matrix<int>& ids, double tie_tolerance = 1e-4,
+                          bool routing_forced = false);
 
 }  // namespace epmoe

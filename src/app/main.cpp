@@ -15,6 +15,7 @@ const char* kUsage =
     "\n"
     "commands:\n"
     "  run               run MoE layers expert-parallel, report per-phase times, verify against float64\n"
+    "  bench             sweep tokens per rank; per-phase times, throughput, bandwidth and ceilings\n"
     "  plan              print the unpad plan: where padding is trimmed, what each collective sees\n"
     "  make-checkpoint   write a preset's weights as an HDF5 checkpoint (docs/checkpoint-format.md)\n"
     "  inspect           describe a checkpoint and list every way it breaks the contract\n"
@@ -36,6 +37,7 @@ int main(int argc, char** argv) {
     const std::map<std::string, int (*)(const epmoe::app::Args&, const epmoe::MpiComm&)> commands = {
         {"run", epmoe::app::cmd_run},
         {"plan", epmoe::app::cmd_plan},
+        {"bench", epmoe::app::cmd_bench},
 #ifdef EPMOE_HAVE_IO_COMMANDS
         {"make-checkpoint", epmoe::app::cmd_make_checkpoint},
         {"inspect", epmoe::app::cmd_inspect},
@@ -48,7 +50,7 @@ int main(int argc, char** argv) {
     } else {
       auto it = commands.find(args[0]);
       EPMOE_REQUIRE(it != commands.end(), epmoe::ErrorKind::Usage, "unknown command '", args[0],
-                    "'; commands: run, plan, make-checkpoint, inspect, convert (see 'epmoe --help')");
+                    "'; commands: run, bench, plan, make-checkpoint, inspect, convert (see 'epmoe --help')");
       code = it->second(epmoe::app::Args(args.begin() + 1, args.end()), comm);
     }
   } catch (const epmoe::Error& e) {

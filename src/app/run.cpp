@@ -46,7 +46,7 @@ int cmd_run(const Args& args, const MpiComm& comm) {
     return 0;
   }
   const bool defaulted = args.empty();
-  RunSetup setup = prepare_run(opt, parser, comm);
+  RunSetup setup = prepare_run(opt, comm);
   if (comm.rank() == 0) {
     if (defaulted)
       std::cout << "# no flags given: running the default job (preset " << opt.preset << ", " << opt.tokens

@@ -8,16 +8,21 @@
 #include "epmoe/presets.hpp"
 #include "epmoe/reference.hpp"
 #include "epmoe/weights.hpp"
+#ifdef EPMOE_HAVE_CUDA
+#include "epmoe/cuda_layer.hpp"
+#endif
 
 namespace epmoe::app {
 
-void add_run_flags(ArgParser& parser, RunOptions& opt) {
+void add_run_flags(ArgParser& parser, RunOptions& opt, bool bench) {
   std::string presets;
   for (const auto& p : list_presets()) presets += (presets.empty() ? "" : ", ") + p.name;
   parser.add_string("--preset", &opt.preset, "model preset: " + presets, "NAME");
-  parser.add_int("--tokens", &opt.tokens, "tokens per rank (alltoall) or on every rank (allreduce)", 0, 1 << 24);
-  parser.add_int("--layers", &opt.layers, "MoE layers to run (0 = the model's; model-sized presets default to 2)", 0,
-                 1000);
+  if (!bench) {
+    parser.add_int("--tokens", &opt.tokens, "tokens per rank (alltoall) or on every rank (allreduce)", 0, 1 << 24);
+    parser.add_int("--layers", &opt.layers, "MoE layers to run (0 = the model's; model-sized presets default to 2)",
+                   0, 1000);
+  }
   parser.add_choice("--mode", &opt.mode, {"alltoall", "allreduce"},
                     "alltoall: each rank owns its tokens; allreduce: all ranks hold the same tokens");
   parser.add_choice("--placement", &opt.placement, {"linear", "round-robin"}, "placement of experts on ranks");
@@ -26,64 +31,69 @@ void add_run_flags(ArgParser& parser, RunOptions& opt) {
   parser.add_int("--seed", &opt.seed, "seed of synthetic weights and tokens", 0, (1L << 62));
   parser.add_choice("--backend", &opt.backend, {"auto", "cpu", "cuda"},
                     "auto = cuda when a GPU is visible and the CUDA backend is built, else cpu");
-  parser.add_int("--max-tokens", &opt.max_tokens, "cuda: tokens per rank the device buffers are sized for (0 = --tokens)",
-                 0, 1 << 24);
+  if (!bench)  // bench sizes the buffers from its own --max-tokens
+    parser.add_int("--max-tokens", &opt.max_tokens,
+                   "cuda: tokens per rank the device buffers are sized for (0 = --tokens)", 0, 1 << 24);
   parser.add_bool("--allow-shared-gpu", &opt.allow_shared_gpu, "cuda: allow several ranks on one GPU");
 }
 
 namespace {
 
-bool cuda_built() {
+// auto: the CUDA backend when it is built and a GPU is visible, else the CPU backend. An explicit --backend cuda
+// that cannot run is an error, never a quiet fall-back to the CPU.
+BackendKind choose_backend(const std::string& flag) {
 #ifdef EPMOE_HAVE_CUDA
-  return true;
+  const bool gpu = cuda_device_available();
 #else
-  return false;
+  const bool gpu = false;
 #endif
+  if (flag == "auto") return gpu ? BackendKind::Cuda : BackendKind::Cpu;
+  const BackendKind kind = parse_backend(flag, "--backend");
+#ifndef EPMOE_HAVE_CUDA
+  EPMOE_REQUIRE(kind == BackendKind::Cpu, ErrorKind::Usage,
+                "--backend cuda: this build of epmoe has no CUDA backend (configure with -DEPMOE_WITH_CUDA=ON on a "
+                "machine with nvcc and NCCL), or use --backend cpu");
+#endif
+  EPMOE_REQUIRE(kind == BackendKind::Cpu || gpu, ErrorKind::Usage,
+                "--backend cuda: no CUDA device is visible on this node; use --backend cpu");
+  return kind;
 }
 
-std::unique_ptr<LayerRunner> make_layer(const RunSetup& s, const LayerWeights& shard, const MpiComm& comm) {
-  if (s.backend == BackendKind::Cpu) return make_cpu_layer(s.model, s.parallel, comm, shard);
-  EPMOE_THROW(ErrorKind::Usage, "--backend cuda: this build of epmoe has no CUDA backend (configure with "
-                                "-DEPMOE_WITH_CUDA=ON on a machine with nvcc and NCCL)");
+// One layer on this rank: synthetic weights (generated on the device for the CUDA backend, so model-sized presets
+// need no host copy of the experts).
+std::unique_ptr<LayerRunner> make_layer(const RunSetup& s, const RunOptions& opt, int layer, const MpiComm& comm) {
+  const ExpertPlacement placement(s.model.num_experts, comm.size(), s.parallel.placement);
+#ifdef EPMOE_HAVE_CUDA
+  if (s.backend == BackendKind::Cuda) {
+    CudaOptions options;
+    options.max_tokens = std::max(1, opt.max_tokens > 0 ? opt.max_tokens : opt.tokens);
+    options.allow_shared_gpu = opt.allow_shared_gpu;
+    return make_cuda_layer_synthetic(s.model, s.parallel, comm, s.seed, layer, options);
+  }
+#else
+  (void)opt;
+#endif
+  return make_cpu_layer(s.model, s.parallel, comm,
+                        generate_layer_weights(s.model, s.seed, layer, placement.experts_of(comm.rank())));
 }
 
-}  // namespace
-
-namespace {
-void build_run(RunSetup& s, RunOptions& opt, const MpiComm& comm);
-}
-
-RunSetup prepare_run(RunOptions& opt, const ArgParser& parser, const MpiComm& comm) {
-  (void)parser;
-  RunSetup s;
-  // Checked and built on every rank; a failure anywhere (a bad value, a file one rank cannot read) ends every rank
-  // with the same message instead of leaving some waiting in a collective.
-  run_collectively(comm, [&] { build_run(s, opt, comm); });
-  return s;
-}
-
-namespace {
 void build_run(RunSetup& s, RunOptions& opt, const MpiComm& comm) {
   s.model = make_preset(opt.preset);
   s.source = "preset " + opt.preset;
-  const bool mini = [&] {
-    for (const auto& p : list_presets())
-      if (p.name == opt.preset) return p.mini;
-    return false;
-  }();
+  s.mini = false;
+  for (const auto& p : list_presets())
+    if (p.name == opt.preset) s.mini = p.mini;
   if (opt.layers > 0) s.model.num_layers = opt.layers;
-  else if (!mini) s.model.num_layers = std::min(s.model.num_layers, 2);
+  else if (!s.mini) s.model.num_layers = std::min(s.model.num_layers, 2);
   opt.mode_value = parse_mode(opt.mode, "--mode");
   s.parallel.mode = opt.mode_value;
   s.parallel.placement = parse_placement(opt.placement, "--placement");
   s.parallel.pad_multiple = opt.pad_multiple;
   s.parallel.validate(s.model, comm.size());
-  if (opt.backend == "auto") s.backend = BackendKind::Cpu;
-  else s.backend = parse_backend(opt.backend, "--backend");
-  (void)cuda_built;
+  s.backend = choose_backend(opt.backend);
   EPMOE_REQUIRE(!(opt.verify && opt.no_verify), ErrorKind::Usage, "--verify and --no-verify exclude each other");
   // Mini presets verify by default; the float64 reference of a model-sized layer takes too long unless asked for.
-  s.verify = mini ? !opt.no_verify : opt.verify;
+  s.verify = s.mini ? !opt.no_verify : opt.verify;
   s.tolerance = opt.tolerance > 0 ? opt.tolerance : (s.backend == BackendKind::Cpu ? 1e-5 : 2e-2);
   s.seed = static_cast<std::uint64_t>(opt.seed);
 
@@ -91,14 +101,18 @@ void build_run(RunSetup& s, RunOptions& opt, const MpiComm& comm) {
   // same tokens.
   s.first_token = opt.mode_value == Mode::AllToAll ? static_cast<long>(comm.rank()) * opt.tokens : 0;
   s.tokens = generate_tokens(opt.tokens, s.model.hidden_size, s.seed, s.first_token);
-
-  const ExpertPlacement placement(s.model.num_experts, comm.size(), s.parallel.placement);
-  for (int l = 0; l < s.model.num_layers; ++l) {
-    const LayerWeights shard = generate_layer_weights(s.model, s.seed, l, placement.experts_of(comm.rank()));
-    s.layers.push_back(make_layer(s, shard, comm));
-  }
+  for (int l = 0; l < s.model.num_layers; ++l) s.layers.push_back(make_layer(s, opt, l, comm));
 }
+
 }  // namespace
+
+RunSetup prepare_run(RunOptions& opt, const MpiComm& comm) {
+  RunSetup s;
+  // Checked and built on every rank; a failure anywhere (a bad value, a file one rank cannot read) ends every rank
+  // with the same message instead of leaving some waiting in a collective.
+  run_collectively(comm, [&] { build_run(s, opt, comm); });
+  return s;
+}
 
 void print_run_header(const RunSetup& s, const MpiComm& comm) {
   const ExpertPlacement placement(s.model.num_experts, comm.size(), s.parallel.placement);
@@ -113,16 +127,31 @@ void print_run_header(const RunSetup& s, const MpiComm& comm) {
 }
 
 VerifyOutcome verify_layer_collectively(const RunSetup& s, int layer, const Matrix<float>& input,
-                                        const Matrix<float>& output, const Matrix<int>& ids, const MpiComm& comm) {
+                                        const Matrix<float>& output, const Matrix<int>& ids, const MpiComm& comm,
+                                        int rows_per_rank, bool routing_forced) {
   const bool gather = s.parallel.mode == Mode::AllToAll;
-  const Matrix<float> x = gather ? comm.gather_rows(input, 0) : input;
-  const Matrix<float> y = gather ? comm.gather_rows(output, 0) : output;
-  const Matrix<int> k = gather ? comm.gather_rows(ids, 0) : ids;
+  const int rows = rows_per_rank;
+  const Matrix<float> x = gather ? comm.gather_rows(first_rows(input, rows), 0) : first_rows(input, rows);
+  const Matrix<float> y = gather ? comm.gather_rows(first_rows(output, rows), 0) : first_rows(output, rows);
+  const Matrix<int> k = gather ? comm.gather_rows(first_rows(ids, rows), 0) : first_rows(ids, rows);
   VerifyOutcome v;
   std::string verdict;
   if (comm.rank() == 0) {
-    const LayerWeights full = generate_layer_weights(s.model, s.seed, layer, all_experts(s.model));
-    const VerifyReport r = verify_layer(s.model, full, x, y, k, s.backend == BackendKind::Cpu ? 1e-5 : 1e-2);
+    // The reference needs the experts the checked rows were routed to (all of them for mini presets); a model-sized
+    // layer is built only for those.
+    std::vector<int> experts = all_experts(s.model);
+    if (!s.mini) {
+      std::vector<char> used(s.model.num_experts, 0);
+      for (int e : k.storage()) used[std::min(std::max(e, 0), s.model.num_experts - 1)] = 1;
+      const ReferenceRouting ref = reference_route(s.model, generate_layer_weights(s.model, s.seed, layer, {}), x);
+      for (int e : ref.ids.storage()) used[e] = 1;
+      experts.clear();
+      for (int e = 0; e < s.model.num_experts; ++e)
+        if (used[e]) experts.push_back(e);
+    }
+    const LayerWeights weights = generate_layer_weights(s.model, s.seed, layer, experts);
+    const VerifyReport r = verify_layer(s.model, weights, x, y, k, s.backend == BackendKind::Cpu ? 1e-5 : 1e-2,
+                                        routing_forced);
     v.passed = r.passed(s.tolerance);
     verdict = std::string(v.passed ? "1" : "0") + r.describe();
   }

@@ -2,6 +2,7 @@
 // layers on every rank, the header they print, and verification against the float64 reference.
 #pragma once
 
+#include <algorithm>
 #include <memory>
 #include <string>
 #include <vector>
@@ -35,7 +36,8 @@ struct RunOptions {
   Mode mode_value = Mode::AllToAll;
 };
 
-void add_run_flags(ArgParser& parser, RunOptions& opt);
+// The flags of `run`; `bench` leaves out --tokens and --layers (it sweeps sizes on one layer).
+void add_run_flags(ArgParser& parser, RunOptions& opt, bool bench = false);
 
 struct RunSetup {
   ModelConfig model;
@@ -48,10 +50,11 @@ struct RunSetup {
   long first_token = 0;  // global index of tokens.row(0)
   bool verify = false;
   double tolerance = 0;
+  bool mini = false;  // a small preset: the reference can afford every expert
 };
 
 // Validates the options on every rank (same result everywhere), builds the layers and the input tokens.
-RunSetup prepare_run(RunOptions& opt, const ArgParser& parser, const MpiComm& comm);
+RunSetup prepare_run(RunOptions& opt, const MpiComm& comm);
 void print_run_header(const RunSetup& setup, const MpiComm& comm);
 
 struct VerifyOutcome {
@@ -60,7 +63,19 @@ struct VerifyOutcome {
 };
 // Gathers the layer's inputs, outputs and routing on rank 0, checks them against the reference, and tells every
 // rank the verdict.
+// `rows_per_rank` > 0 checks only the first rows of every rank (a token's output depends on that token alone), and
+// rank 0 then builds only the experts those rows use. `routing_forced`: the ids were imposed (bench --routing),
+// so the reference uses them instead of its own choice.
 VerifyOutcome verify_layer_collectively(const RunSetup& setup, int layer, const Matrix<float>& input,
-                                        const Matrix<float>& output, const Matrix<int>& ids, const MpiComm& comm);
+                                        const Matrix<float>& output, const Matrix<int>& ids, const MpiComm& comm,
+                                        int rows_per_rank = 0, bool routing_forced = false);
+// The first `rows` rows of m (all of them when rows <= 0 or rows >= m.rows()).
+template <class T>
+Matrix<T> first_rows(const Matrix<T>& m, int rows) {
+  if (rows <= 0 || rows >= m.rows()) return m;
+  Matrix<T> out(rows, m.cols());
+  std::copy(m.data(), m.data() + out.size(), out.data());
+  return out;
+}
 
 }  // namespace epmoe::app

@@ -116,8 +116,8 @@ ReferenceRouting reference_route(const ModelConfig& c, const LayerWeights& w, co
 
 Matrix<double> reference_layer(const ModelConfig& c, const LayerWeights& w, const Matrix<float>& x,
                                const Matrix<int>* forced_ids) {
-  EPMOE_ASSERT(w.num_local_experts() == c.num_experts, "the reference needs every expert; it has ",
-               w.num_local_experts());
+  std::vector<int> local(c.num_experts, -1);  // global expert id -> index in `w`
+  for (int j = 0; j < w.num_local_experts(); ++j) local[w.expert_ids[j]] = j;
   EPMOE_ASSERT(x.cols() == c.hidden_size, "input width ", x.cols());
   const int T = x.rows(), D = c.hidden_size, Din = c.expert_width(), I = c.moe_intermediate_size, K = c.top_k;
   const int R13 = c.w13_rows();
@@ -154,7 +154,8 @@ Matrix<double> reference_layer(const ModelConfig& c, const LayerWeights& w, cons
     // Steps 5-6: experts and the weighted sum, scaled once.
     std::vector<double> routed(Din, 0.0);
     for (int k = 0; k < K; ++k) {
-      const int e = ids[k];
+      const int e = local[ids[k]];
+      EPMOE_ASSERT(e >= 0, "the reference was given no weights for expert ", ids[k]);
       const float* w13 = w.w13.data() + static_cast<std::size_t>(e) * R13 * Din;
       const float* w2 = w.w2.data() + static_cast<std::size_t>(e) * Din * I;
       const float* b13 = w.b13.empty() ? nullptr : w.b13.data() + static_cast<std::size_t>(e) * R13;
@@ -184,24 +185,30 @@ bool VerifyReport::passed(double tolerance) const {
 
 std::string VerifyReport::describe() const {
   std::ostringstream out;
-  out << "rel_l2_error=" << rel_l2_error << " max_abs_error=" << max_abs_error << " topk_agreement="
-      << topk_agreement() * 100.0 << "% (" << topk_mismatched_tokens << " of " << tokens << " tokens differ, "
-      << near_tie_tokens << " of them near-ties)" << (nonfinite ? " NON-FINITE OUTPUT" : "");
+  out << "rel_l2_error=" << rel_l2_error << " max_abs_error=" << max_abs_error;
+  if (routing_forced)
+    out << " (" << tokens << " tokens, expert choice imposed: top-k agreement not measured)";
+  else
+    out << " topk_agreement=" << topk_agreement() * 100.0 << "% (" << topk_mismatched_tokens << " of " << tokens
+        << " tokens differ, " << near_tie_tokens << " of them near-ties)";
+  out << (nonfinite ? " NON-FINITE OUTPUT" : "");
   return out.str();
 }
 
 VerifyReport verify_layer(const ModelConfig& c, const LayerWeights& w, const Matrix<float>& x,
-                          const Matrix<float>& output, const Matrix<int>& ids, double tie_tolerance) {
+                          const Matrix<float>& output, const Matrix<int>& ids, double tie_tolerance,
+                          bool routing_forced) {
   const int T = x.rows(), K = c.top_k;
   EPMOE_ASSERT(output.rows() == T && output.cols() == c.hidden_size && ids.rows() == T && ids.cols() == K,
                "verify shapes");
   VerifyReport report;
   report.tokens = T;
+  report.routing_forced = routing_forced;
   const ReferenceRouting routing = reference_route(c, w, x);
   // A token whose expert set differs is a near-tie when every expert the backend chose scores within
   // tie_tolerance of the reference's K-th best selection score.
-  bool any_mismatch = false;
-  for (int t = 0; t < T; ++t) {
+  bool any_mismatch = routing_forced;
+  for (int t = 0; t < T && !routing_forced; ++t) {
     std::vector<int> a(ids.row(t), ids.row(t) + K), b(routing.ids.row(t), routing.ids.row(t) + K);
     std::sort(a.begin(), a.end());
     std::sort(b.begin(), b.end());

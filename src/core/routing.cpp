@@ -1,11 +1,13 @@
 // Top-k selection in float32: the CPU backend's router and the reference the GPU top-k kernel is tested against.
 #include <algorithm>
+#include <cstdlib>
 #include <cmath>
 #include <limits>
 #include <vector>
 
 #include "epmoe/error.hpp"
 #include "epmoe/routing.hpp"
+#include "epmoe/weights.hpp"
 
 namespace epmoe {
 namespace {
@@ -74,6 +76,110 @@ Routing select_topk(const ModelConfig& c, const Matrix<float>& logits, const flo
       for (int k = 0; k < K; ++k) r.weights.at(t, k) /= sum;
   }
   return r;
+}
+
+namespace {
+void scores_of(const ModelConfig& c, const float* z, std::vector<float>& scores) {
+  const int E = c.num_experts;
+  if (c.scoring_func == ScoringFunc::Softmax) {
+    const float m = *std::max_element(z, z + E);
+    float sum = 0;
+    for (int e = 0; e < E; ++e) sum += (scores[e] = std::exp(z[e] - m));
+    for (int e = 0; e < E; ++e) scores[e] /= sum;
+  } else {
+    for (int e = 0; e < E; ++e) scores[e] = 1.0f / (1.0f + std::exp(-z[e]));
+  }
+}
+}  // namespace
+
+Routing routing_for_ids(const ModelConfig& c, const Matrix<float>& logits, const Matrix<int>& ids) {
+  const int T = logits.rows(), K = c.top_k;
+  EPMOE_REQUIRE(ids.rows() == T && ids.cols() == K, ErrorKind::Input, "forced expert ids are [", ids.rows(), ", ",
+                ids.cols(), "], expected [", T, ", ", K, "]");
+  Routing r{ids, Matrix<float>(T, K)};
+  std::vector<float> scores(c.num_experts);
+  for (int t = 0; t < T; ++t) {
+    scores_of(c, logits.row(t), scores);
+    float sum = 0;
+    for (int k = 0; k < K; ++k) {
+      const int e = ids.at(t, k);
+      EPMOE_REQUIRE(e >= 0 && e < c.num_experts, ErrorKind::Input, "forced expert id ", e, " out of range");
+      sum += (r.weights.at(t, k) = scores[e]);
+    }
+    if (c.norm_topk_prob)
+      for (int k = 0; k < K; ++k) r.weights.at(t, k) /= sum;
+  }
+  return r;
+}
+
+std::string RoutingSkew::text() const {
+  switch (kind) {
+    case Kind::Real: return "real";
+    case Kind::Uniform: return "uniform";
+    case Kind::Zipf: return "zipf:" + std::to_string(param);
+    case Kind::Hot: return "hot:" + std::to_string(param);
+  }
+  return "?";
+}
+
+RoutingSkew parse_routing_skew(const std::string& text, const std::string& flag) {
+  RoutingSkew s;
+  auto number = [&](const std::string& v, double lo, double hi) {
+    char* end = nullptr;
+    const double x = std::strtod(v.c_str(), &end);
+    EPMOE_REQUIRE(!v.empty() && end && *end == '\0' && x >= lo && x <= hi, ErrorKind::Usage, flag, ": '", text,
+                  "' needs a number in [", lo, ", ", hi, "] after the colon");
+    return x;
+  };
+  if (text == "real") return s;
+  if (text == "uniform") {
+    s.kind = RoutingSkew::Kind::Uniform;
+  } else if (text.rfind("zipf:", 0) == 0) {
+    s.kind = RoutingSkew::Kind::Zipf;
+    s.param = number(text.substr(5), 0.0, 10.0);
+  } else if (text.rfind("hot:", 0) == 0) {
+    s.kind = RoutingSkew::Kind::Hot;
+    s.param = number(text.substr(4), 0.0, 1.0);
+  } else {
+    EPMOE_THROW(ErrorKind::Usage, flag, ": unknown routing '", text, "'; accepted: real, uniform, zipf:S, hot:P");
+  }
+  return s;
+}
+
+Matrix<int> synthetic_expert_ids(const ModelConfig& c, const RoutingSkew& skew, int num_tokens, long first_token,
+                                 std::uint64_t seed) {
+  EPMOE_ASSERT(skew.kind != RoutingSkew::Kind::Real, "synthetic ids need a skew");
+  const int E = c.num_experts, K = c.top_k;
+  std::vector<double> base(E, 1.0);
+  if (skew.kind == RoutingSkew::Kind::Zipf)
+    for (int e = 0; e < E; ++e) base[e] = 1.0 / std::pow(e + 1.0, skew.param);
+  Matrix<int> ids(num_tokens, K);
+  std::vector<double> w;
+  for (int t = 0; t < num_tokens; ++t) {
+    const std::uint64_t token = static_cast<std::uint64_t>(first_token + t);
+    auto draw = [&](std::uint64_t i) { return 0.5 * (1.0 + counter_uniform(seed, 0xB1A5ull, token, i)); };
+    w = base;
+    int k = 0;
+    if (skew.kind == RoutingSkew::Kind::Hot && draw(1000) < skew.param) {
+      ids.at(t, k++) = 0;
+      w[0] = 0;
+    }
+    // K distinct experts, each drawn with probability proportional to its remaining weight.
+    for (; k < K; ++k) {
+      double total = 0;
+      for (double v : w) total += v;
+      double u = draw(static_cast<std::uint64_t>(k)) * total;
+      int e = 0;
+      while (e < E - 1 && (w[e] == 0 || u >= w[e])) {
+        u -= w[e];
+        ++e;
+      }
+      while (w[e] == 0) e = (e + 1) % E;
+      ids.at(t, k) = e;
+      w[e] = 0;
+    }
+  }
+  return ids;
 }
 
 }  // namespace epmoe

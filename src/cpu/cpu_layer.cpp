@@ -27,6 +27,7 @@ class CpuLayer final : public LayerRunner {
   const Routing& last_routing() const override { return stages_.last_routing(); }
   const UnpadPlan& plan() const override { return plan_; }
   PhaseTimes& times() override { return times_; }
+  void force_expert_ids(const Matrix<int>* ids) override { stages_.force_expert_ids(ids); }
 
  private:
   ModelConfig model_;

@@ -92,7 +92,8 @@ Routing CpuStages::route(const Rows& x) {
   Matrix<float> logits(x.rows(), model_.num_experts);
   linear(x.rows(), model_.num_experts, model_.hidden_size, x.data(), x.cols(), router_weight_.data(),
          router_bias_.empty() ? nullptr : router_bias_.data(), logits.data(), logits.cols());
-  last_routing_ = select_topk(model_, logits, correction_bias_.empty() ? nullptr : correction_bias_.data());
+  last_routing_ = forced_ ? routing_for_ids(model_, logits, forced_ids_)
+                          : select_topk(model_, logits, correction_bias_.empty() ? nullptr : correction_bias_.data());
   return last_routing_;
 }
 

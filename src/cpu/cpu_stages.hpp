@@ -48,6 +48,10 @@ class CpuStages {
   void all_reduce(Rows& routed, Rows* shared);
 
   const Routing& last_routing() const { return last_routing_; }
+  void force_expert_ids(const Matrix<int>* ids) {
+    forced_ = ids != nullptr;
+    if (ids) forced_ids_ = *ids;
+  }
 
  private:
   const ModelConfig& model_;
@@ -56,6 +60,8 @@ class CpuStages {
   ExpertPlacement placement_;
   PhaseTimes& times_;
   Routing last_routing_;
+  bool forced_ = false;
+  Matrix<int> forced_ids_;
   ActivationParams act_;
   int num_local_experts_;
   // Router, latent and shared weights (the shared ones sliced to this rank's share in allreduce mode).
