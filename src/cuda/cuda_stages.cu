@@ -2,8 +2,6 @@
 
 #include <algorithm>
 #include <cstdio>
-#include <cub/device/device_radix_sort.cuh>
-#include <cub/device/device_scan.cuh>
 #include <numeric>
 
 #include "epmoe/error.hpp"
@@ -13,12 +11,6 @@ namespace {
 
 // Grow-on-demand sizes keep some headroom so that routing noise between forwards does not reallocate again.
 std::size_t with_headroom(std::size_t n) { return n + n / 4 + 64; }
-
-int bits_for(int max_value) {
-  int bits = 1;
-  while ((1 << bits) <= max_value) ++bits;
-  return bits;
-}
 
 }  // namespace
 
@@ -78,6 +70,7 @@ CudaStages::CudaStages(const ModelConfig& model, const UnpadPlan& plan, Placemen
   EPMOE_REQUIRE(model.top_k <= 32, ErrorKind::Config, "the CUDA backend supports top_k <= 32 (model has ",
                 model.top_k, ")");
   EPMOE_CUBLAS_CHECK(cublasSetStream(cublas_.get(), stream_.get()));
+  expert_gemm_ = std::make_unique<ExpertGemm>(cublas_.get(), stream_.get());
   std::vector<int> owner(model.num_experts), local(model.num_experts);
   for (int e = 0; e < model.num_experts; ++e) {
     owner[e] = placement_.owner(e);
@@ -142,16 +135,7 @@ void CudaStages::reserve_tokens(int tokens) {
   h_.reserve(pairs * R13, false);
   a_.reserve(pairs * I, false);
   y_.reserve(pairs * Dp, false);
-  {
-    std::size_t scan = 0, sort = 0;
-    EPMOE_CUDA_CHECK(cub::DeviceScan::ExclusiveSum(nullptr, scan, flags_.data(), positions_.data(),
-                                                   static_cast<int>(R * T), stream()));
-    EPMOE_CUDA_CHECK(cub::DeviceRadixSort::SortPairs(nullptr, sort, sort_keys_.data(), sorted_keys_.data(),
-                                                     sort_values_.data(), sorted_slots_.data(),
-                                                     static_cast<int>(with_headroom(rows * K)), 0,
-                                                     bits_for(weights_.num_local), stream()));
-    cub_temp_.reserve(std::max(scan, sort), false);
-  }
+  cub_temp_.reserve(cub_temp_bytes(static_cast<int>(R * T), static_cast<int>(rows * K), weights_.num_local), false);
   x_f32_.set_name("x_f32");
   recv_rows_.set_name("recv_rows");
   recv_meta_.set_name("recv_meta");
@@ -249,14 +233,7 @@ CudaStages::Batch CudaStages::dispatch(const Rows& xr, const Routing& routing) {
   EPMOE_CUDA_CHECK(cudaMemsetAsync(counts_send_.data(), 0, counts_send_.bytes(), s));
   dispatch_flags(routing.ids, T, K, owner_.data(), local_.data(), R, max_local_, flags_.data(), counts_send_.data(),
                  s);
-  const int items = R * T;
-  if (items > 0) {
-    std::size_t temp = 0;
-    EPMOE_CUDA_CHECK(cub::DeviceScan::ExclusiveSum(nullptr, temp, flags_.data(), positions_.data(), items, s));
-    cub_temp_.reserve(temp, false);
-    EPMOE_CUDA_CHECK(
-        cub::DeviceScan::ExclusiveSum(cub_temp_.data(), temp, flags_.data(), positions_.data(), items, s));
-  }
+  exclusive_scan(flags_.data(), positions_.data(), R * T, cub_temp_, s);
   rank_row_counts(flags_.data(), positions_.data(), T, R, max_local_, counts_send_.data(), s);
   pack_dispatch(xr.data, Din, routing.ids, routing.weights, T, K, owner_.data(), local_.data(), R, flags_.data(),
                 positions_.data(), send_rows_.data(), send_meta_.data(), s);
@@ -366,22 +343,15 @@ CudaStages::Rows CudaStages::experts(const Batch& batch) {
   }
   // Pairs ordered by local expert, stable (row order within an expert); unused slots sort last.
   pair_sort_keys(batch.meta, N, K, n, sort_keys_.data(), sort_values_.data(), s);
-  const int end_bit = bits_for(n);
-  std::size_t temp = 0;
-  EPMOE_CUDA_CHECK(cub::DeviceRadixSort::SortPairs(nullptr, temp, sort_keys_.data(), sorted_keys_.data(),
-                                                   sort_values_.data(), sorted_slots_.data(), static_cast<int>(slots),
-                                                   0, end_bit, s));
-  cub_temp_.reserve(temp);
-  EPMOE_CUDA_CHECK(cub::DeviceRadixSort::SortPairs(cub_temp_.data(), temp, sort_keys_.data(), sorted_keys_.data(),
-                                                   sort_values_.data(), sorted_slots_.data(), static_cast<int>(slots),
-                                                   0, end_bit, s));
+  sort_pairs(sort_keys_.data(), sorted_keys_.data(), sort_values_.data(), sorted_slots_.data(),
+             static_cast<int>(slots), n, cub_temp_, s);
   // Pad on entry: the GEMMs see width Dp with zero lanes beyond Din.
   gather_sorted(batch.rows.data, Din, Dp, sorted_slots_.data(), pairs, K, x_sorted_.data(), pair_pos_.data(), s);
-  grouped_linear_bf16(cublas_.get(), batch.expert_offsets, R13, Dp, x_sorted_.data(), Dp, weights_.w13.data(), Dp,
-                      h_.data(), R13);
+  expert_gemm_->grouped_linear(batch.expert_offsets, R13, Dp, x_sorted_.data(), Dp, weights_.w13.data(), Dp,
+                               h_.data(), R13);
   bias_activation(h_.data(), pairs, R13, I, weights_.b13.size() ? weights_.b13.data() : nullptr, sorted_keys_.data(),
                   act_, a_.data(), s);
-  grouped_linear_bf16(cublas_.get(), batch.expert_offsets, Dp, I, a_.data(), I, weights_.w2.data(), I, y_.data(), Dp);
+  expert_gemm_->grouped_linear(batch.expert_offsets, Dp, I, a_.data(), I, weights_.w2.data(), I, y_.data(), Dp);
   // The trim: the weighted sum reads padded rows and writes contiguous rows of width Din.
   weighted_sum(y_.data(), Dp, pair_pos_.data(), batch.meta, N, K, Din,
                weights_.b2.size() ? weights_.b2.data() : nullptr, model_.routed_scaling_factor, out, s);

@@ -4,6 +4,7 @@
 // of the dispatch (or the pair counts of select_local) is the one host synchronization of a layer.
 #pragma once
 
+#include <memory>
 #include <vector>
 
 #include "device_weights.cuh"
@@ -101,6 +102,7 @@ class CudaStages {
   DeviceWeights weights_;
   Stream stream_;
   CublasHandle cublas_;
+  std::unique_ptr<ExpertGemm> expert_gemm_;
   PhaseClock clock_;
   ActivationParams act_;
   int token_capacity_ = 0;

@@ -1,3 +1,7 @@
+#include <algorithm>
+#include <cstdlib>
+#include <numeric>
+
 #include "check.cuh"
 #include "gemm.cuh"
 
@@ -31,6 +35,57 @@ void grouped_linear_bf16(cublasHandle_t handle, const std::vector<int>& offsets,
     linear_bf16(handle, rows, n, k, x + static_cast<std::size_t>(offsets[j]) * ldx, ldx,
                 w + j * static_cast<std::size_t>(n) * ldw, ldw, out + static_cast<std::size_t>(offsets[j]) * ldo,
                 ldo);
+  }
+}
+
+int gemm_streams_from_env() {
+  static const int streams = [] {
+    const char* v = std::getenv("EPMOE_CUDA_GEMM_STREAMS");
+    const int n = v ? std::atoi(v) : 4;
+    EPMOE_REQUIRE(n >= 1 && n <= 32, ErrorKind::Usage, "EPMOE_CUDA_GEMM_STREAMS must be 1..32, found '", v, "'");
+    return n;
+  }();
+  return streams;
+}
+
+ExpertGemm::ExpertGemm(cublasHandle_t main_handle, cudaStream_t stream) : main_handle_(main_handle), stream_(stream) {
+  const int lanes = gemm_streams_from_env();
+  if (lanes == 1) return;
+  for (int i = 0; i < lanes; ++i) {
+    streams_.push_back(std::make_unique<Stream>());
+    handles_.push_back(std::make_unique<CublasHandle>());
+    EPMOE_CUBLAS_CHECK(cublasSetStream(handles_.back()->get(), streams_.back()->get()));
+    joins_.push_back(std::make_unique<Event>(false));
+  }
+}
+
+void ExpertGemm::grouped_linear(const std::vector<int>& offsets, int n, int k, const bf16* x, int ldx, const bf16* w,
+                                int ldw, bf16* out, int ldo) {
+  if (streams_.empty()) {
+    grouped_linear_bf16(main_handle_, offsets, n, k, x, ldx, w, ldw, out, ldo);
+    return;
+  }
+  const int experts = static_cast<int>(offsets.size()) - 1;
+  order_.resize(experts);
+  std::iota(order_.begin(), order_.end(), 0);
+  std::stable_sort(order_.begin(), order_.end(), [&](int a, int b) {
+    return offsets[a + 1] - offsets[a] > offsets[b + 1] - offsets[b];
+  });
+  const int lanes = static_cast<int>(streams_.size());
+  load_.assign(lanes, 0);
+  fork_.record(stream_);
+  for (int i = 0; i < lanes; ++i) EPMOE_CUDA_CHECK(cudaStreamWaitEvent(streams_[i]->get(), fork_.get(), 0));
+  for (int j : order_) {
+    const int rows = offsets[j + 1] - offsets[j];
+    if (rows == 0) break;  // sorted: the rest are empty
+    const int lane = static_cast<int>(std::min_element(load_.begin(), load_.end()) - load_.begin());
+    load_[lane] += rows;
+    linear_bf16(handles_[lane]->get(), rows, n, k, x + static_cast<std::size_t>(offsets[j]) * ldx, ldx,
+                w + static_cast<std::size_t>(j) * n * ldw, ldw, out + static_cast<std::size_t>(offsets[j]) * ldo, ldo);
+  }
+  for (int i = 0; i < lanes; ++i) {
+    joins_[i]->record(streams_[i]->get());
+    EPMOE_CUDA_CHECK(cudaStreamWaitEvent(stream_, joins_[i]->get(), 0));
   }
 }
 

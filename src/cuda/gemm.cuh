@@ -5,9 +5,11 @@
 
 #include <cublas_v2.h>
 
+#include <memory>
 #include <vector>
 
 #include "kernels.cuh"
+#include "resources.cuh"
 
 namespace epmoe::cuda {
 
@@ -22,5 +24,30 @@ void linear_f32(cublasHandle_t handle, int m, int n, int k, const float* x, int 
 // (w is [experts, n, ldw] with k <= ldw used columns). Offsets on the host.
 void grouped_linear_bf16(cublasHandle_t handle, const std::vector<int>& offsets, int n, int k, const bf16* x, int ldx,
                          const bf16* w, int ldw, bf16* out, int ldo);
+
+// The grouped GEMM of the experts: one cuBLAS GEMM per expert, spread over `lanes` streams (largest experts first,
+// each to the least loaded lane) so that small per-expert GEMMs run concurrently and fill the SMs. Ordered after the
+// work queued on `stream` before the call and before the work queued after it. lanes = 1 runs on `stream` itself.
+// The number of lanes comes from EPMOE_CUDA_GEMM_STREAMS (default 4).
+class ExpertGemm {
+ public:
+  ExpertGemm(cublasHandle_t main_handle, cudaStream_t stream);
+  void grouped_linear(const std::vector<int>& offsets, int n, int k, const bf16* x, int ldx, const bf16* w, int ldw,
+                      bf16* out, int ldo);
+  int lanes() const { return static_cast<int>(streams_.size()) > 0 ? static_cast<int>(streams_.size()) : 1; }
+
+ private:
+  cublasHandle_t main_handle_;
+  cudaStream_t stream_;
+  std::vector<std::unique_ptr<Stream>> streams_;
+  std::vector<std::unique_ptr<CublasHandle>> handles_;
+  std::vector<std::unique_ptr<Event>> joins_;
+  Event fork_{false};
+  std::vector<int> order_;
+  std::vector<long> load_;
+};
+
+// EPMOE_CUDA_GEMM_STREAMS, read once: the environment's one tunable of the CUDA backend.
+int gemm_streams_from_env();
 
 }  // namespace epmoe::cuda

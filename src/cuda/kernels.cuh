@@ -12,6 +12,7 @@
 #include <cstdint>
 
 #include "epmoe/config.hpp"
+#include "resources.cuh"
 
 namespace epmoe::cuda {
 
@@ -51,6 +52,15 @@ void pack_dispatch(const bf16* xr, int width, const int* ids, const float* weigh
 // allreduce mode: meta [T, 2K] of this rank's pairs, counts[j] += pairs of local expert j (zeroed first).
 void select_local_meta(const int* ids, const float* weights, int num_tokens, int top_k, const int* expert_owner,
                        const int* expert_local, int rank, int* meta, int* counts, cudaStream_t stream);
+
+// ---- CUB primitives (reference: std::exclusive_scan, std::stable_sort) ----
+// out = exclusive prefix sum of in[0, n). `temp` grows as needed.
+void exclusive_scan(const int* in, int* out, int n, DeviceBuffer<unsigned char>& temp, cudaStream_t stream);
+// Stable sort of (key, value) pairs by key, keys in [0, max_key].
+void sort_pairs(const int* keys_in, int* keys_out, const int* values_in, int* values_out, int n, int max_key,
+                DeviceBuffer<unsigned char>& temp, cudaStream_t stream);
+// Temporary storage both need at these sizes (to size the buffer at start).
+std::size_t cub_temp_bytes(int scan_items, int sort_items, int max_key);
 
 // ---- experts (reference: CpuStages::experts) ----
 // keys[s] = local expert of slot s = row * K + k (num_local where unused), values[s] = s.

@@ -1,0 +1,94 @@
+#!/usr/bin/env bash
+# Builds the CUDA backend on the GPU machine, runs the GPU tests at 1, 2 and 4 ranks (as many as there are GPUs),
+# compute-sanitizer memcheck at 1 and 2 ranks, and the benchmarks; full logs under $OUT (or ./gpu-check-out), a short
+# table last.
+#   launch/gpu-check.sh [all|tests|sanitize|bench|quick]...   (default: all)
+# Environment: BENCH_PRESETS, BENCH_TOKENS, BENCH_RANKS override the benchmark matrix; BUILD_DIR the build folder.
+set -uo pipefail
+cd "$(dirname "$0")/.."
+OUT=${OUT:-$PWD/gpu-check-out}
+LOGS="$OUT/logs"  # tarred into $OUT/logs.tgz at the end (the device tool returns at most 8 files)
+mkdir -p "$LOGS"
+BUILD=${BUILD_DIR:-build-gpu}
+STEPS=${*:-all}
+export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 NCCL_NVLS_ENABLE=0 OPENBLAS_NUM_THREADS=1
+NGPU=$(nvidia-smi -L 2>/dev/null | wc -l)
+SUMMARY="$OUT/summary.txt"
+: >"$SUMMARY"
+note() { echo "$*" | tee -a "$SUMMARY"; }
+has() { [[ " $STEPS " == *" $1 "* || " $STEPS " == *" all "* ]]; }
+mpi() { local n=$1; shift; mpirun --allow-run-as-root --bind-to none -np "$n" -x NCCL_NVLS_ENABLE=0 -x OPENBLAS_NUM_THREADS=1 "$@"; }
+
+note "# gpu-check $(date -u +%FT%TZ) on $(hostname): $NGPU GPU(s)"
+nvidia-smi --query-gpu=index,name,pci.bus_id,memory.total,driver_version --format=csv,noheader | sed 's/^/# /' | tee -a "$SUMMARY"
+
+t0=$(date +%s)
+if ! { cmake -S . -B "$BUILD" -G Ninja -DCMAKE_BUILD_TYPE=Release -DEPMOE_WITH_CUDA=ON -DCMAKE_CUDA_ARCHITECTURES=90 \
+         && cmake --build "$BUILD" -j16 --target test_cuda_kernels test_cuda_layer epmoe_cuda_bench; } >"$LOGS/build.log" 2>&1; then
+  tail -40 "$LOGS/build.log"; note "BUILD FAILED"; exit 1
+fi
+note "# build: $(( $(date +%s) - t0 )) s"
+BIN=$BUILD/tests/cuda
+
+run_test() {  # name ranks command...
+  local name=$1 n=$2; shift 2
+  local log="$LOGS/test_${name}_np${n}.log" t=$(date +%s)
+  mpi "$n" "$@" >"$log" 2>&1
+  local rc=$?
+  local cases=$(grep -Eo "test cases: *[0-9]+.*" "$log" | tail -1)
+  [[ -z "$cases" ]] && cases=$(grep -Eo "All tests passed.*" "$log" | tail -1)
+  note "$(printf '%-28s np=%d rc=%d %4ds  %s' "$name" "$n" "$rc" $(( $(date +%s) - t )) "$cases")"
+  [[ $rc -ne 0 ]] && grep -E "FAILED|REQUIRE|CHECK|with expansion|error|Error" "$log" | head -30
+  return 0
+}
+
+if has quick; then
+  run_test kernels 1 $BIN/test_cuda_kernels
+  run_test layer 1 $BIN/test_cuda_layer
+  grep "^# ranks" "$LOGS/test_layer_np1.log" | head -30
+fi
+
+if has tests; then
+  run_test kernels 1 $BIN/test_cuda_kernels
+  for n in 1 2 4; do
+    (( n <= NGPU )) && run_test layer "$n" $BIN/test_cuda_layer
+  done
+  for n in 1 2 4; do [[ -f "$LOGS/test_layer_np$n.log" ]] && grep "^# ranks" "$LOGS/test_layer_np$n.log" >>"$OUT/layer_cases.txt"; done
+  (( NGPU >= 2 )) && run_test bench_smoke 2 $BIN/epmoe_cuda_bench --preset latent-mini --tokens 64 --iters 1 --warmup 0 --verify
+fi
+
+if has sanitize; then
+  CS="compute-sanitizer --tool memcheck --error-exitcode 99 --print-limit 20"
+  run_test memcheck_kernels 1 $CS $BIN/test_cuda_kernels
+  run_test memcheck_layer 1 $CS $BIN/test_cuda_layer "[layer]"
+  (( NGPU >= 2 )) && run_test memcheck_layer 2 $CS $BIN/test_cuda_layer "[layer]"
+  grep -H "ERROR SUMMARY" "$LOGS"/test_memcheck_*.log | sed "s|$LOGS/||" | sort | uniq -c | sed 's/^/# memcheck: /' | tee -a "$SUMMARY"
+fi
+
+if has bench; then
+  RANKS=${BENCH_RANKS:-$NGPU}
+  for streams in ${BENCH_STREAMS:-4}; do
+  for preset in ${BENCH_PRESETS:-deepseek-v3 qwen3-30b-a3b gpt-oss-120b}; do
+    for tokens in ${BENCH_TOKENS:-4096 128}; do
+      tag="${preset}_${tokens}_np${RANKS}_s${streams}"
+      log="$LOGS/bench_$tag.log"
+      EPMOE_CUDA_GEMM_STREAMS=$streams mpi "$RANKS" -x EPMOE_CUDA_GEMM_STREAMS $BIN/epmoe_cuda_bench --preset "$preset" \
+        --tokens "$tokens" --iters 20 --warmup 5 --json "$LOGS/bench_$tag.json" >"$log" 2>&1 \
+        || note "bench $tag FAILED"
+      { echo "## $preset, $tokens tokens/rank, $RANKS ranks, EPMOE_CUDA_GEMM_STREAMS=$streams"
+        grep -v "^# rank [1-9]" "$log"; } >>"$OUT/bench.txt"
+      cat "$LOGS/bench_$tag.json" >>"$OUT/bench.jsonl" 2>/dev/null
+      printf '%-14s %5s tok  np=%s s=%-2s total %8s ms  experts %8s ms (%s of dense)\n' "$preset" "$tokens" "$RANKS" \
+        "$streams" "$(awk '$1=="total"{print $2}' "$log")" "$(awk '$1=="experts"{print $2}' "$log")" \
+        "$(awk '$1=="experts"{print $5"%"}' "$log")" >>"$SUMMARY"
+    done
+  done
+  done
+fi
+
+tar czf "$OUT/logs.tgz" -C "$OUT" logs && rm -rf "$LOGS"
+echo
+echo "================ summary ================"
+[[ -f "$OUT/bench.txt" ]] && cat "$OUT/bench.txt"
+cat "$SUMMARY"
+exit 0

@@ -1,0 +1,217 @@
+// Benchmark of the CUDA layer with synthetic weights generated on the device (model-sized presets need no file).
+// Per phase: the median over iterations of the slowest rank's time, beside the ceiling measured in the same run
+// (dense cuBLAS bf16 GEMMs of the expert phase's total shape; an equal-split ncclAlltoAll of the dispatch's bytes).
+// --verify checks the output against the float64 reference (mini presets: the reference needs every expert).
+// Only rank 0 prints; human lines start with '#'; --json writes the numbers.
+#include <mpi.h>
+
+#include <algorithm>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <fstream>
+#include <string>
+#include <vector>
+
+#include "epmoe/cuda_layer.hpp"
+#include "epmoe/placement.hpp"
+#include "epmoe/presets.hpp"
+#include "epmoe/reference.hpp"
+#include "gpu_test_support.hpp"
+
+namespace {
+
+struct Args {
+  std::string preset = "deepseek-mini";
+  int tokens = 128;
+  epmoe::Mode mode = epmoe::Mode::AllToAll;
+  int pad = 0;
+  int iters = 20;
+  int warmup = 5;
+  bool verify = false;
+  std::string json;
+  std::uint64_t seed = 1234;
+  std::string command;
+};
+
+Args parse(int argc, char** argv) {
+  Args a;
+  for (int i = 0; i < argc; ++i) a.command += (i ? " " : "") + std::string(argv[i]);
+  for (int i = 1; i < argc; ++i) {
+    const std::string f = argv[i];
+    auto value = [&]() -> std::string {
+      EPMOE_REQUIRE(i + 1 < argc, epmoe::ErrorKind::Usage, f, " needs a value");
+      return argv[++i];
+    };
+    if (f == "--preset") a.preset = value();
+    else if (f == "--tokens") a.tokens = std::stoi(value());
+    else if (f == "--mode") a.mode = epmoe::parse_mode(value(), "--mode");
+    else if (f == "--pad") a.pad = std::stoi(value());
+    else if (f == "--iters") a.iters = std::stoi(value());
+    else if (f == "--warmup") a.warmup = std::stoi(value());
+    else if (f == "--verify") a.verify = true;
+    else if (f == "--json") a.json = value();
+    else if (f == "--seed") a.seed = std::stoull(value());
+    else EPMOE_THROW(epmoe::ErrorKind::Usage, "unknown flag ", f,
+                     "; flags: --preset --tokens --mode --pad --iters --warmup --verify --json --seed");
+  }
+  return a;
+}
+
+double median(std::vector<double> v) {
+  if (v.empty()) return 0;
+  std::nth_element(v.begin(), v.begin() + v.size() / 2, v.end());
+  return v[v.size() / 2];
+}
+
+int run(const Args& args, const epmoe::MpiComm& comm) {
+  using namespace epmoe;
+  const ModelConfig model = make_preset(args.preset);
+  ParallelConfig parallel;
+  parallel.mode = args.mode;
+  parallel.pad_multiple = args.pad;
+  parallel.validate(model, comm.size());
+  CudaOptions options;
+  options.max_tokens = args.tokens;
+  auto layer = make_cuda_layer_synthetic(model, parallel, comm, args.seed, 0, options);
+  const bool alltoall = args.mode == Mode::AllToAll;
+  Matrix<float> x = generate_tokens(args.tokens, model.hidden_size, args.seed ^ 0x5eedull,
+                                    alltoall ? static_cast<std::int64_t>(args.tokens) * comm.rank() : 0);
+  testing::round_bf16(x);
+  const std::string device = cuda_device_description();
+  std::vector<std::string> devices(comm.size());
+  for (int r = 0; r < comm.size(); ++r) {
+    std::string d = device;
+    comm.broadcast(d, r);
+    devices[r] = d;
+  }
+
+  for (int i = 0; i < args.warmup; ++i) layer->forward(x);
+  // Per iteration, per phase: the slowest rank's time.
+  enum { kRoute, kDispatch, kExperts, kCombine, kShared, kLatent, kTotal, kPhases };
+  const char* names[kPhases] = {"route", "dispatch", "experts", "combine", "shared", "latent", "total"};
+  std::vector<std::vector<double>> samples(kPhases);
+  Matrix<float> y;
+  for (int i = 0; i < std::max(args.iters, 1); ++i) {
+    layer->times().reset();
+    comm.barrier();
+    y = layer->forward(x);
+    const PhaseTimes& t = layer->times();
+    const double v[kPhases] = {t.route, t.dispatch, t.experts, t.combine, t.shared, t.latent, t.total};
+    for (int p = 0; p < kPhases; ++p) samples[p].push_back(comm.max(v[p]));
+  }
+  double med[kPhases];
+  for (int p = 0; p < kPhases; ++p) med[p] = median(samples[p]);
+
+  const CudaLayerStats stats = cuda_layer_stats(*layer);
+  const double R = comm.size();
+  const double dispatch_bytes = comm.sum(static_cast<double>(stats.dispatch_bytes_sent)) / R;
+  const double combine_bytes = comm.sum(static_cast<double>(stats.combine_bytes_sent)) / R;
+  const double pairs = comm.sum(static_cast<double>(stats.pairs_processed)) / R;
+  const double max_pairs = comm.max(static_cast<double>(stats.pairs_processed));
+  const double device_gib = comm.max(static_cast<double>(stats.device_bytes)) / (1 << 30);
+  const double weight_gib = comm.max(static_cast<double>(stats.weight_bytes)) / (1 << 30);
+  const int Dp = padded_width(model.expert_width(), args.pad);
+  const double flops_per_pair =
+      2.0 * (static_cast<double>(model.w13_rows()) * Dp + static_cast<double>(Dp) * model.moe_intermediate_size);
+  const CudaCeilings ceil = measure_cuda_ceilings(model, parallel, args.tokens, comm,
+                                                  static_cast<std::size_t>(std::max(dispatch_bytes, 1.0)), options);
+  // Expert phase rate: the slowest rank's pairs over the slowest rank's time is a lower bound of what it did;
+  // use the mean pairs per rank, as the dense ceiling is shaped from the mean (tokens x top_k rows).
+  const double expert_tflops = med[kExperts] > 0 ? pairs * flops_per_pair / med[kExperts] * 1e-12 : 0;
+  const double dispatch_gbps = med[kDispatch] > 0 ? dispatch_bytes / med[kDispatch] * 1e-9 : 0;
+  const double combine_gbps = med[kCombine] > 0 ? combine_bytes / med[kCombine] * 1e-9 : 0;
+
+  bool verified = true;
+  std::string verify_text = "not run";
+  if (args.verify) {
+    EPMOE_REQUIRE(make_preset(args.preset).hidden_size <= 1024, ErrorKind::Usage,
+                  "--verify needs every expert on the host: use a mini preset");
+    LayerWeights full = generate_layer_weights(model, args.seed, 0, all_experts(model));
+    testing::round_gpu_weights(full);
+    const Matrix<float> all_x = alltoall ? comm.gather_rows(x, 0) : x;
+    const Matrix<float> all_y = alltoall ? comm.gather_rows(y, 0) : y;
+    const Matrix<int> ids = layer->last_routing().ids;
+    const Matrix<int> all_ids = alltoall ? comm.gather_rows(ids, 0) : ids;
+    int ok = 1;
+    if (comm.rank() == 0) {
+      const VerifyReport r = verify_layer(model, full, all_x, all_y, all_ids);
+      ok = r.passed(1e-2);
+      verify_text = r.describe();
+    }
+    MPI_Bcast(&ok, 1, MPI_INT, 0, comm.handle());
+    verified = ok == 1;
+  }
+
+  if (comm.rank() == 0) {
+    std::printf("# epmoe_cuda_bench: %s\n", args.command.c_str());
+    for (int r = 0; r < comm.size(); ++r) std::printf("# rank %d: %s\n", r, devices[r].c_str());
+    std::printf("# model: %s\n# mode %s, pad %d, %d tokens per rank, %d ranks, %d iterations (median of the slowest "
+                "rank), %d warm-up\n",
+                model.summary().c_str(), to_string(args.mode), args.pad, args.tokens, comm.size(),
+                std::max(args.iters, 1), args.warmup);
+    std::printf("# per rank: %.0f pairs (max %.0f), dispatch %.1f MB, combine %.1f MB, device memory %.2f GiB "
+                "(weights %.2f GiB)\n",
+                pairs, max_pairs, dispatch_bytes * 1e-6, combine_bytes * 1e-6, device_gib, weight_gib);
+    std::printf("%-9s %10s %12s %12s %8s\n", "phase", "time", "achieved", "ceiling", "of_ceil");
+    std::printf("%-9s %10s %12s %12s %8s\n", "", "ms", "", "", "%");
+    for (int p = 0; p < kPhases; ++p) {
+      char achieved[32] = "", ceiling[32] = "", pct[16] = "";
+      if (p == kExperts) {
+        std::snprintf(achieved, sizeof achieved, "%.1f TF/s", expert_tflops);
+        std::snprintf(ceiling, sizeof ceiling, "%.1f TF/s", ceil.gemm_tflops());
+        std::snprintf(pct, sizeof pct, "%.0f", 100 * expert_tflops / ceil.gemm_tflops());
+      } else if ((p == kDispatch || p == kCombine) && alltoall) {
+        const double g = p == kDispatch ? dispatch_gbps : combine_gbps;
+        std::snprintf(achieved, sizeof achieved, "%.1f GB/s", g);
+        std::snprintf(ceiling, sizeof ceiling, "%.1f GB/s", ceil.alltoall_gbps());
+        std::snprintf(pct, sizeof pct, "%.0f", 100 * g / ceil.alltoall_gbps());
+      }
+      std::printf("%-9s %10.3f %12s %12s %8s\n", names[p], med[p] * 1e3, achieved, ceiling, pct);
+    }
+    std::printf("# ceilings: dense GEMM %.0f x (%d + %d) at width %d: %.3f ms; ncclAlltoAll %.1f MB per rank: %.3f ms\n",
+                static_cast<double>(args.tokens) * model.top_k, model.w13_rows(), Dp, Dp, ceil.gemm_seconds * 1e3,
+                ceil.alltoall_bytes * 1e-6, ceil.alltoall_seconds * 1e3);
+    if (args.verify) std::printf("# verify: %s: %s\n", verified ? "PASSED" : "FAILED", verify_text.c_str());
+    if (!args.json.empty()) {
+      std::ofstream j(args.json);
+      j << "{\"command\": \"" << args.command << "\", \"device\": \"" << devices[0] << "\", \"ranks\": " << comm.size()
+        << ", \"preset\": \"" << args.preset << "\", \"mode\": \"" << to_string(args.mode) << "\", \"pad\": " << args.pad
+        << ", \"tokens_per_rank\": " << args.tokens << ", \"iters\": " << args.iters << ", \"median_ms\": {";
+      for (int p = 0; p < kPhases; ++p) j << (p ? ", " : "") << "\"" << names[p] << "\": " << med[p] * 1e3;
+      j << "}, \"expert_tflops\": " << expert_tflops << ", \"gemm_ceiling_tflops\": " << ceil.gemm_tflops()
+        << ", \"dispatch_gbps\": " << dispatch_gbps << ", \"combine_gbps\": " << combine_gbps
+        << ", \"alltoall_ceiling_gbps\": " << ceil.alltoall_gbps() << ", \"dispatch_bytes_per_rank\": "
+        << dispatch_bytes << ", \"pairs_per_rank\": " << pairs << ", \"device_gib\": " << device_gib
+        << ", \"verified\": " << (args.verify ? (verified ? "true" : "false") : "null") << "}\n";
+    }
+  }
+  return verified ? 0 : 1;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  MPI_Init(&argc, &argv);
+  int rank = 0;
+  MPI_Comm_rank(MPI_COMM_WORLD, &rank);
+  epmoe::set_error_rank(rank);
+  const char* why = epmoe::testing::gpu_skip_reason();
+  int skip = why != nullptr, any = 0;
+  MPI_Allreduce(&skip, &any, 1, MPI_INT, MPI_MAX, MPI_COMM_WORLD);
+  if (any) {
+    if (rank == 0) std::printf("# epmoe_cuda_bench: skipped: %s\n", why ? why : "another rank has no GPU");
+    MPI_Finalize();
+    return 77;
+  }
+  int code = 0;
+  try {
+    const epmoe::MpiComm comm;
+    code = run(parse(argc, argv), comm);
+  } catch (const std::exception& e) {
+    std::fprintf(stderr, "epmoe_cuda_bench: rank %d: %s\n", rank, e.what());
+    MPI_Abort(MPI_COMM_WORLD, 1);
+  }
+  MPI_Finalize();
+  return code;
+}

@@ -1,0 +1,367 @@
+// Each CUDA kernel against its CPU reference on fresh random data (never zeros), outputs poisoned before each run so
+// that an unwritten element fails. Tolerances: exact where the kernel only moves data; bf16 output rounding
+// (rel L2 <= 3e-3) where it computes; routing weights to 1e-5 relative (float32 with another summation order).
+#include <algorithm>
+#include <cmath>
+#include <cstring>
+#include <numeric>
+#include <random>
+#include <vector>
+
+#include "catch.hpp"
+#include "cpu/activation.hpp"
+#include "epmoe/presets.hpp"
+#include "epmoe/routing.hpp"
+#include "gpu_test_support.hpp"
+#include "kernels.cuh"
+#include "resources.cuh"
+
+namespace epmoe::testing {
+namespace {
+
+using cuda::bf16;
+using cuda::DeviceBuffer;
+
+template <class T>
+DeviceBuffer<T> to_device(const std::vector<T>& h) {
+  DeviceBuffer<T> d(std::max<std::size_t>(h.size(), 1));
+  if (!h.empty()) EPMOE_CUDA_CHECK(cudaMemcpy(d.data(), h.data(), h.size() * sizeof(T), cudaMemcpyHostToDevice));
+  return d;
+}
+template <class T>
+std::vector<T> to_host(const DeviceBuffer<T>& d, std::size_t n) {
+  std::vector<T> h(n);
+  EPMOE_CUDA_CHECK(cudaDeviceSynchronize());
+  if (n) EPMOE_CUDA_CHECK(cudaMemcpy(h.data(), d.data(), n * sizeof(T), cudaMemcpyDeviceToHost));
+  return h;
+}
+template <class T>
+void poison(DeviceBuffer<T>& d) {
+  EPMOE_CUDA_CHECK(cudaMemset(d.data(), 0xff, d.bytes()));  // NaN for floats and bf16, -1 for ints
+}
+std::vector<bf16> to_bf16(const std::vector<float>& v) {
+  std::vector<bf16> out(v.size());
+  for (std::size_t i = 0; i < v.size(); ++i) out[i] = __float2bfloat16(v[i]);
+  return out;
+}
+std::vector<float> to_float(const std::vector<bf16>& v) {
+  std::vector<float> out(v.size());
+  for (std::size_t i = 0; i < v.size(); ++i) out[i] = __bfloat162float(v[i]);
+  return out;
+}
+std::vector<float> uniform(std::mt19937_64& rng, std::size_t n, float lo, float hi) {
+  std::uniform_real_distribution<float> d(lo, hi);
+  std::vector<float> v(n);
+  for (float& x : v) x = d(rng);
+  return v;
+}
+
+}  // namespace
+
+TEST_CASE("router_topk equals select_topk for every router variant", "[cuda][kernels][router]") {
+  const MpiComm comm;
+  std::mt19937_64 rng(fresh_seed(comm, "router_topk"));
+  std::vector<ModelConfig> configs;
+  for (const auto& name : mini_preset_names()) configs.push_back(make_preset(name));
+  for (const char* name : {"deepseek-v3", "qwen3-30b-a3b", "gpt-oss-120b", "nemotron-3-super"})
+    configs.push_back(make_preset(name));
+  // Variants the presets do not cover: grouped softmax without correction bias, sigmoid without renormalization.
+  ModelConfig v1 = make_preset("deepseek-mini");
+  v1.scoring_func = ScoringFunc::Softmax;
+  v1.has_correction_bias = false;
+  configs.push_back(v1);
+  ModelConfig v2 = make_preset("nemotron-mini");
+  v2.norm_topk_prob = false;
+  v2.has_router_bias = true;
+  configs.push_back(v2);
+  for (const ModelConfig& c : configs) {
+    const int T = 333, E = c.num_experts, K = c.top_k;
+    const std::vector<float> logits = uniform(rng, static_cast<std::size_t>(T) * E, -3, 3);
+    const std::vector<float> rb = c.has_router_bias ? uniform(rng, E, -0.5f, 0.5f) : std::vector<float>{};
+    const std::vector<float> cb = c.has_correction_bias ? uniform(rng, E, -0.1f, 0.1f) : std::vector<float>{};
+    Matrix<float> biased(T, E);
+    for (int t = 0; t < T; ++t)
+      for (int e = 0; e < E; ++e) biased.at(t, e) = logits[static_cast<std::size_t>(t) * E + e] + (rb.empty() ? 0 : rb[e]);
+    const Routing ref = select_topk(c, biased, cb.empty() ? nullptr : cb.data());
+
+    auto d_logits = to_device(logits);
+    auto d_rb = to_device(rb);
+    auto d_cb = to_device(cb);
+    DeviceBuffer<int> d_ids(static_cast<std::size_t>(T) * K);
+    DeviceBuffer<float> d_w(static_cast<std::size_t>(T) * K);
+    poison(d_ids);
+    poison(d_w);
+    cuda::RouterParams p{T, E, K, c.scoring_func == ScoringFunc::Sigmoid,
+                         c.topk_method == TopkMethod::Grouped && c.n_group > 1, c.n_group, c.topk_group,
+                         c.norm_topk_prob};
+    cuda::router_topk(d_logits.data(), rb.empty() ? nullptr : d_rb.data(), cb.empty() ? nullptr : d_cb.data(), p,
+                      d_ids.data(), d_w.data(), nullptr);
+    const std::vector<int> ids = to_host(d_ids, static_cast<std::size_t>(T) * K);
+    const std::vector<float> w = to_host(d_w, static_cast<std::size_t>(T) * K);
+    long differ = 0;
+    double worst_weight = 0;
+    for (int t = 0; t < T; ++t) {
+      bool same = true;
+      for (int k = 0; k < K; ++k) same = same && ids[static_cast<std::size_t>(t) * K + k] == ref.ids.at(t, k);
+      if (!same) {
+        ++differ;
+        continue;
+      }
+      for (int k = 0; k < K; ++k) {
+        const double r = ref.weights.at(t, k), g = w[static_cast<std::size_t>(t) * K + k];
+        worst_weight = std::max(worst_weight, std::abs(g - r) / std::max(1e-6, std::abs(r)));
+      }
+    }
+    INFO(c.summary() << ": " << differ << " of " << T << " tokens route differently; worst weight error "
+                     << worst_weight);
+    // Random float logits have no exact ties; only a last-bit difference of exp() could flip one, rarely.
+    CHECK(differ <= T / 100);
+    CHECK(worst_weight <= 1e-5);
+  }
+}
+
+TEST_CASE("bias_activation equals the CPU activation", "[cuda][kernels][activation]") {
+  const MpiComm comm;
+  std::mt19937_64 rng(fresh_seed(comm, "bias_activation"));
+  for (Activation kind : {Activation::Silu, Activation::Gelu, Activation::SwigluOai, Activation::Relu2}) {
+    for (int inter : {96, 90}) {  // the 16-byte path and the scalar path
+      const bool gated = kind != Activation::Relu2;
+      const int rows = 157, h_cols = gated ? 2 * inter : inter, n = 5;
+      const std::vector<float> h = to_float(to_bf16(uniform(rng, static_cast<std::size_t>(rows) * h_cols, -9, 9)));
+      const std::vector<float> bias = uniform(rng, static_cast<std::size_t>(n) * h_cols, -1, 1);
+      std::vector<int> expert(rows);
+      for (int& e : expert) e = static_cast<int>(rng() % n);
+      const cpu::ActivationParams cp{kind, 1.702f, 7.0f};
+      std::vector<float> ref(static_cast<std::size_t>(rows) * inter);
+      for (int i = 0; i < rows; ++i)
+        for (int j = 0; j < inter; ++j) {
+          const float* hr = &h[static_cast<std::size_t>(i) * h_cols];
+          const float* b = &bias[static_cast<std::size_t>(expert[i]) * h_cols];
+          ref[static_cast<std::size_t>(i) * inter + j] =
+              cpu::activate_one(cp, hr[j] + b[j], gated ? hr[inter + j] + b[inter + j] : 0.0f);
+        }
+      auto d_h = to_device(to_bf16(h));
+      auto d_b = to_device(bias);
+      auto d_e = to_device(expert);
+      DeviceBuffer<bf16> d_a(ref.size());
+      poison(d_a);
+      cuda::bias_activation(d_h.data(), rows, h_cols, inter, d_b.data(), d_e.data(),
+                            cuda::ActivationParams{kind, 1.702f, 7.0f}, d_a.data(), nullptr);
+      const double err = rel_l2(to_float(to_host(d_a, ref.size())), ref);
+      INFO(to_string(kind) << " inter " << inter << ": rel_l2 " << err);
+      CHECK(err <= 3e-3);
+    }
+  }
+}
+
+TEST_CASE("pair sort, gather with padding and weighted sum equal the CPU loops", "[cuda][kernels][experts]") {
+  const MpiComm comm;
+  std::mt19937_64 rng(fresh_seed(comm, "experts kernels"));
+  for (int width : {168, 180}) {
+    for (int padded : {width, 256}) {
+      const int N = 211, K = 6, n = 7;
+      // Rows with 0..K pairs on distinct local experts.
+      std::vector<int> meta(static_cast<std::size_t>(N) * 2 * K);
+      for (int i = 0; i < N; ++i) {
+        std::vector<int> experts(n);
+        std::iota(experts.begin(), experts.end(), 0);
+        std::shuffle(experts.begin(), experts.end(), rng);
+        const int used = static_cast<int>(rng() % (K + 1));
+        for (int k = 0; k < K; ++k) {
+          const float w = std::uniform_real_distribution<float>(0.05f, 1.0f)(rng);
+          int bits;
+          std::memcpy(&bits, &w, sizeof bits);
+          meta[static_cast<std::size_t>(i) * 2 * K + k] = k < used ? bits : 0;
+          meta[static_cast<std::size_t>(i) * 2 * K + K + k] = k < used ? experts[k] : -1;
+        }
+      }
+      const std::vector<float> rows = to_float(to_bf16(uniform(rng, static_cast<std::size_t>(N) * width, -1, 1)));
+      auto d_meta = to_device(meta);
+      auto d_rows = to_device(to_bf16(rows));
+      const std::size_t slots = static_cast<std::size_t>(N) * K;
+      DeviceBuffer<int> keys(slots), values(slots), sorted_keys(slots), sorted_slots(slots), pair_pos(slots);
+      DeviceBuffer<unsigned char> temp;
+      cuda::pair_sort_keys(d_meta.data(), N, K, n, keys.data(), values.data(), nullptr);
+      cuda::sort_pairs(keys.data(), sorted_keys.data(), values.data(), sorted_slots.data(), static_cast<int>(slots), n,
+                       temp, nullptr);
+      // CPU: the stable order by local expert.
+      std::vector<std::pair<int, int>> order;
+      for (std::size_t s = 0; s < slots; ++s) {
+        const int e = meta[(s / K) * 2 * K + K + s % K];
+        if (e >= 0) order.push_back({e, static_cast<int>(s)});
+      }
+      std::stable_sort(order.begin(), order.end(),
+                       [](const auto& a, const auto& b) { return a.first < b.first; });
+      const int pairs = static_cast<int>(order.size());
+      const std::vector<int> got_slots = to_host(sorted_slots, slots), got_keys = to_host(sorted_keys, slots);
+      bool order_ok = true;
+      for (int i = 0; i < pairs; ++i)
+        order_ok = order_ok && got_slots[i] == order[i].second && got_keys[i] == order[i].first;
+      CHECK(order_ok);
+
+      DeviceBuffer<bf16> x_sorted(static_cast<std::size_t>(pairs) * padded);
+      poison(x_sorted);
+      poison(pair_pos);
+      cuda::gather_sorted(d_rows.data(), width, padded, sorted_slots.data(), pairs, K, x_sorted.data(),
+                          pair_pos.data(), nullptr);
+      const std::vector<float> xs = to_float(to_host(x_sorted, static_cast<std::size_t>(pairs) * padded));
+      const std::vector<int> pos = to_host(pair_pos, slots);
+      bool gather_ok = true;
+      for (int i = 0; i < pairs; ++i) {
+        const int slot = order[i].second;
+        gather_ok = gather_ok && pos[slot] == i;
+        for (int c = 0; c < padded; ++c) {
+          const float want = c < width ? rows[static_cast<std::size_t>(slot / K) * width + c] : 0.0f;
+          gather_ok = gather_ok && xs[static_cast<std::size_t>(i) * padded + c] == want;
+        }
+      }
+      CHECK(gather_ok);
+
+      // Weighted sum: y as if the experts had run, b2 padded, scale applied once.
+      const std::vector<float> y = to_float(to_bf16(uniform(rng, static_cast<std::size_t>(pairs) * padded, -2, 2)));
+      const std::vector<float> b2 = uniform(rng, static_cast<std::size_t>(n) * padded, -0.3f, 0.3f);
+      const float scale = 2.5f;
+      std::vector<float> ref(static_cast<std::size_t>(N) * width, 0.0f);
+      for (int i = 0; i < N; ++i)
+        for (int k = 0; k < K; ++k) {
+          const int e = meta[static_cast<std::size_t>(i) * 2 * K + K + k];
+          if (e < 0) continue;
+          float w;
+          std::memcpy(&w, &meta[static_cast<std::size_t>(i) * 2 * K + k], sizeof w);
+          const int p = pos[static_cast<std::size_t>(i) * K + k];
+          for (int c = 0; c < width; ++c)
+            ref[static_cast<std::size_t>(i) * width + c] +=
+                scale * w * (y[static_cast<std::size_t>(p) * padded + c] + b2[static_cast<std::size_t>(e) * padded + c]);
+        }
+      auto d_y = to_device(to_bf16(y));
+      auto d_b2 = to_device(b2);
+      DeviceBuffer<bf16> out(ref.size());
+      poison(out);
+      cuda::weighted_sum(d_y.data(), padded, pair_pos.data(), d_meta.data(), N, K, width, d_b2.data(), scale,
+                         out.data(), nullptr);
+      const double err = rel_l2(to_float(to_host(out, ref.size())), ref);
+      INFO("width " << width << " padded " << padded << " weighted_sum rel_l2 " << err);
+      CHECK(err <= 3e-3);
+    }
+  }
+}
+
+TEST_CASE("dispatch layout, pack and home-rank combine equal the CPU bookkeeping", "[cuda][kernels][dispatch]") {
+  const MpiComm comm;
+  std::mt19937_64 rng(fresh_seed(comm, "dispatch kernels"));
+  const int T = 173, K = 4, E = 24, R = 3, width = 96, max_local = E / R;
+  std::vector<int> owner(E), local(E);
+  for (int e = 0; e < E; ++e) {
+    owner[e] = e % R;  // round-robin
+    local[e] = e / R;
+  }
+  std::vector<int> ids(static_cast<std::size_t>(T) * K);
+  for (int t = 0; t < T; ++t) {
+    std::vector<int> all(E);
+    std::iota(all.begin(), all.end(), 0);
+    std::shuffle(all.begin(), all.end(), rng);
+    for (int k = 0; k < K; ++k) ids[static_cast<std::size_t>(t) * K + k] = all[k];
+  }
+  const std::vector<float> weights = uniform(rng, ids.size(), 0.01f, 1.0f);
+  const std::vector<float> xr = to_float(to_bf16(uniform(rng, static_cast<std::size_t>(T) * width, -1, 1)));
+  auto d_ids = to_device(ids);
+  auto d_w = to_device(weights);
+  auto d_owner = to_device(owner);
+  auto d_local = to_device(local);
+  auto d_x = to_device(to_bf16(xr));
+  DeviceBuffer<int> flags(static_cast<std::size_t>(R) * T), positions(static_cast<std::size_t>(R) * T),
+      counts(static_cast<std::size_t>(R) * (1 + max_local));
+  DeviceBuffer<unsigned char> temp;
+  EPMOE_CUDA_CHECK(cudaMemset(counts.data(), 0, counts.bytes()));
+  cuda::dispatch_flags(d_ids.data(), T, K, d_owner.data(), d_local.data(), R, max_local, flags.data(), counts.data(),
+                       nullptr);
+  cuda::exclusive_scan(flags.data(), positions.data(), R * T, temp, nullptr);
+  cuda::rank_row_counts(flags.data(), positions.data(), T, R, max_local, counts.data(), nullptr);
+  // CPU bookkeeping: rows destination-major, token order within a destination.
+  std::vector<int> want_counts(static_cast<std::size_t>(R) * (1 + max_local), 0);
+  std::vector<std::pair<int, int>> rows;  // (rank, token)
+  for (int r = 0; r < R; ++r)
+    for (int t = 0; t < T; ++t) {
+      bool needs = false;
+      for (int k = 0; k < K; ++k) {
+        const int e = ids[static_cast<std::size_t>(t) * K + k];
+        if (owner[e] == r) {
+          needs = true;
+          ++want_counts[r * (1 + max_local) + 1 + local[e]];
+        }
+      }
+      if (needs) {
+        rows.push_back({r, t});
+        ++want_counts[r * (1 + max_local)];
+      }
+    }
+  CHECK(to_host(counts, want_counts.size()) == want_counts);
+  const int sent = static_cast<int>(rows.size());
+  DeviceBuffer<bf16> send_rows(static_cast<std::size_t>(sent) * width);
+  DeviceBuffer<int> send_meta(static_cast<std::size_t>(sent) * 2 * K);
+  poison(send_rows);
+  poison(send_meta);
+  cuda::pack_dispatch(d_x.data(), width, d_ids.data(), d_w.data(), T, K, d_owner.data(), d_local.data(), R,
+                      flags.data(), positions.data(), send_rows.data(), send_meta.data(), nullptr);
+  const std::vector<float> got_rows = to_float(to_host(send_rows, static_cast<std::size_t>(sent) * width));
+  const std::vector<int> got_meta = to_host(send_meta, static_cast<std::size_t>(sent) * 2 * K);
+  bool pack_ok = true;
+  for (int p = 0; p < sent; ++p) {
+    const auto [r, t] = rows[p];
+    for (int c = 0; c < width; ++c)
+      pack_ok = pack_ok && got_rows[static_cast<std::size_t>(p) * width + c] == xr[static_cast<std::size_t>(t) * width + c];
+    int slot = 0;
+    for (int k = 0; k < K; ++k) {
+      const int e = ids[static_cast<std::size_t>(t) * K + k];
+      if (owner[e] != r) continue;
+      float w;
+      std::memcpy(&w, &got_meta[static_cast<std::size_t>(p) * 2 * K + slot], sizeof w);
+      pack_ok = pack_ok && w == weights[static_cast<std::size_t>(t) * K + k] &&
+                got_meta[static_cast<std::size_t>(p) * 2 * K + K + slot] == local[e];
+      ++slot;
+    }
+    for (; slot < K; ++slot) pack_ok = pack_ok && got_meta[static_cast<std::size_t>(p) * 2 * K + K + slot] == -1;
+  }
+  CHECK(pack_ok);
+  // Combine: each returned row is the sent row scaled by (rank + 1); the home rank sums them per token.
+  std::vector<float> back(static_cast<std::size_t>(sent) * width);
+  std::vector<float> want(static_cast<std::size_t>(T) * width, 0.0f);
+  for (int p = 0; p < sent; ++p) {
+    const auto [r, t] = rows[p];
+    for (int c = 0; c < width; ++c) {
+      back[static_cast<std::size_t>(p) * width + c] = round_bf16((r + 1) * xr[static_cast<std::size_t>(t) * width + c]);
+      want[static_cast<std::size_t>(t) * width + c] += back[static_cast<std::size_t>(p) * width + c];
+    }
+  }
+  auto d_back = to_device(to_bf16(back));
+  DeviceBuffer<bf16> routed(want.size());
+  poison(routed);
+  cuda::combine_sum(d_back.data(), width, flags.data(), positions.data(), T, R, routed.data(), nullptr);
+  const double err = rel_l2(to_float(to_host(routed, want.size())), want);
+  INFO("combine_sum rel_l2 " << err);
+  CHECK(err <= 3e-3);
+}
+
+TEST_CASE("the device counter generator equals the host one bit for bit", "[cuda][kernels][synthetic]") {
+  const MpiComm comm;
+  const std::uint64_t seed = fresh_seed(comm, "counter generator");
+  const int rows = 37, cols = 53, ld = 64;
+  DeviceBuffer<bf16> d(static_cast<std::size_t>(rows) * ld);
+  DeviceBuffer<float> f(static_cast<std::size_t>(rows) * ld);
+  poison(d);
+  poison(f);
+  cuda::fill_counter_uniform_bf16(d.data(), rows, cols, ld, seed, 0x104, 17, 0.123f, nullptr);
+  cuda::fill_counter_uniform_f32(f.data(), rows, cols, ld, seed, 0x104, 17, 0.123f, nullptr);
+  const std::vector<float> got = to_float(to_host(d, d.size()));
+  const std::vector<float> got_f = to_host(f, f.size());
+  bool ok = true;
+  for (int r = 0; r < rows; ++r)
+    for (int c = 0; c < cols; ++c) {
+      const float want = 0.123f * counter_uniform(seed, 0x104, 17, static_cast<std::uint64_t>(r) * cols + c);
+      ok = ok && got_f[static_cast<std::size_t>(r) * ld + c] == want &&
+           got[static_cast<std::size_t>(r) * ld + c] == round_bf16(want);
+    }
+  CHECK(ok);
+}
+
+}  // namespace epmoe::testing
