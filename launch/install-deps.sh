@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Installs what epmoe needs to build and test on Debian/Ubuntu, skipping what is already there:
 # a C++17 compiler, CMake, Ninja, Open MPI, HDF5 (serial or Open MPI build), OpenBLAS (CBLAS), Catch2, and the
-# Python packages the tests use to write independent fixture files (numpy, h5py, safetensors).
+# Python packages the tests use to write independent fixture files (numpy, h5py, safetensors) and to plot
+# scaling results (matplotlib).
 # CUDA and NCCL are not installed here: the CUDA backend is built when nvcc and NCCL are already present.
 set -euo pipefail
 
@@ -27,7 +28,7 @@ if [ ${#need[@]} -gt 0 ]; then
 fi
 
 missing_py=()
-for mod in numpy h5py safetensors; do
+for mod in numpy h5py safetensors matplotlib; do
   python3 -c "import $mod" 2>/dev/null || missing_py+=("$mod")
 done
 if [ ${#missing_py[@]} -gt 0 ]; then

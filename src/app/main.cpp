@@ -2,6 +2,7 @@
 #include <mpi.h>
 
 #include <cstdio>
+#include <cstdlib>
 #include <iostream>
 #include <map>
 
@@ -23,6 +24,19 @@ const char* kUsage =
     "\n"
     "'epmoe <command> --help' lists the command's flags and their defaults.\n";
 
+// Under srun, a broken PMI set-up starts N separate one-rank jobs instead of one job of N ranks: each would run
+// the whole problem alone. Refuse to start when the MPI world is not what Slurm launched.
+void check_slurm_world(int world_size) {
+  const char* step_tasks = std::getenv("SLURM_STEP_NUM_TASKS");
+  if (!step_tasks) return;
+  const int promised = std::atoi(step_tasks);
+  const bool direct_launch = std::getenv("OMPI_COMM_WORLD_SIZE") == nullptr;  // srun, not mpirun
+  if (promised > 1 && (world_size == 1 || (direct_launch && world_size != promised)))
+    EPMOE_THROW(epmoe::ErrorKind::Config, "Slurm started ", promised, " tasks but this MPI job has ", world_size,
+                " rank(s): MPI was not initialised through Slurm's PMI. Launch with 'srun --mpi=pmix' (see "
+                "'srun --mpi=list') or build Open MPI with Slurm/PMIx support");
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -33,6 +47,7 @@ int main(int argc, char** argv) {
   int code = 0;
   try {
     const epmoe::MpiComm comm(MPI_COMM_WORLD);
+    check_slurm_world(comm.size());
     std::vector<std::string> args(argv + 1, argv + argc);
     const std::map<std::string, int (*)(const epmoe::app::Args&, const epmoe::MpiComm&)> commands = {
         {"run", epmoe::app::cmd_run},
