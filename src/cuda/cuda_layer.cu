@@ -23,6 +23,7 @@ class CudaLayer final : public LayerRunner {
             MakeWeights make_weights)
       : model_(model),
         plan_(make_unpad_plan(model, parallel, comm.size())),
+        comm_(comm),
         device_(cuda::select_device(comm, options.allow_shared_gpu)),
         nccl_(comm) {
     stages_ = std::make_unique<CudaStages>(model_, plan_, parallel.placement, comm, nccl_, make_weights(plan_),
@@ -35,6 +36,10 @@ class CudaLayer final : public LayerRunner {
     EPMOE_REQUIRE(x.cols() == model_.hidden_size, ErrorKind::Input, "layer input has width ", x.cols(),
                   ", the model's hidden_size is ", model_.hidden_size);
     const CudaStages::Rows input = stages_->stage_input(x);
+    // The copy in is not part of the layer: let it finish on every rank before the timed region starts, so that
+    // one rank's slower host copy does not show up as the others waiting in the dispatch.
+    EPMOE_CUDA_CHECK(cudaStreamSynchronize(stages_->stream()));
+    comm_.barrier();
     start_->record(stages_->stream());
     const CudaStages::Rows out = forward_layer(*stages_, plan_, input);
     stop_->record(stages_->stream());
@@ -62,6 +67,7 @@ class CudaLayer final : public LayerRunner {
  private:
   ModelConfig model_;
   UnpadPlan plan_;
+  MpiComm comm_;
   PhaseTimes times_;
   int device_;  // selected before anything touches the GPU
   cuda::NcclComm nccl_;

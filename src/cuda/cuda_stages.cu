@@ -71,6 +71,7 @@ CudaStages::CudaStages(const ModelConfig& model, const UnpadPlan& plan, Placemen
                 model.top_k, ")");
   EPMOE_CUBLAS_CHECK(cublasSetStream(cublas_.get(), stream_.get()));
   expert_gemm_ = std::make_unique<ExpertGemm>(cublas_.get(), stream_.get());
+  EPMOE_CUBLAS_CHECK(cublasSetStream(side_cublas_.get(), side_stream_.get()));
   std::vector<int> owner(model.num_experts), local(model.num_experts);
   for (int e = 0; e < model.num_experts; ++e) {
     owner[e] = placement_.owner(e);
@@ -192,6 +193,15 @@ void CudaStages::fetch_output(const Rows& out, Matrix<float>& result, epmoe::Rou
 }
 
 CudaStages::Routing CudaStages::route(const Rows& x) {
+  if (plan_.shape.mode == Mode::AllToAll && model_.has_shared()) {
+    input_ready_.record(stream());
+    EPMOE_CUDA_CHECK(cudaStreamWaitEvent(side_stream_.get(), input_ready_.get(), 0));
+    clock_.begin(&PhaseTimes::shared, side_stream_.get());
+    run_shared_expert(x, shared_out_.data(), side_cublas_.get(), side_stream_.get());
+    clock_.end(side_stream_.get());
+    shared_ready_.record(side_stream_.get());
+    shared_in_flight_ = true;
+  }
   StageTimer timer(clock_, &PhaseTimes::route, stream());
   EPMOE_ASSERT(x.data == x_.data() && x.cols == model_.hidden_size, "route must see the staged input");
   const int T = x.rows, E = model_.num_experts, D = model_.hidden_size;
@@ -386,17 +396,29 @@ CudaStages::Rows CudaStages::latent_up(const Rows& routed) {
   return Rows{up_.data(), routed.rows, D};
 }
 
-CudaStages::Rows CudaStages::shared_expert(const Rows& x) {
-  StageTimer timer(clock_, &PhaseTimes::shared, stream());
+void CudaStages::run_shared_expert(const Rows& x, bf16* out, cublasHandle_t handle, cudaStream_t stream) {
   const int T = x.rows, D = model_.hidden_size, inter = weights_.shared_inter;
   const int rows13 = (model_.gated() ? 2 : 1) * inter;
+  linear_bf16(handle, T, rows13, D, x.data, D, weights_.shared_w13.data(), D, shared_h_.data(), rows13);
+  bias_activation(shared_h_.data(), T, rows13, inter, nullptr, nullptr, act_, shared_a_.data(), stream);
+  linear_bf16(handle, T, D, inter, shared_a_.data(), inter, weights_.shared_w2.data(), inter, out, D);
+}
+
+CudaStages::Rows CudaStages::shared_expert(const Rows& x) {
+  const int T = x.rows, D = model_.hidden_size;
+  if (shared_in_flight_) {
+    // Started by route() on the side stream: join it.
+    EPMOE_ASSERT(x.data == x_.data() && x.cols == D, "the shared expert must see the staged input");
+    EPMOE_CUDA_CHECK(cudaStreamWaitEvent(stream(), shared_ready_.get(), 0));
+    shared_in_flight_ = false;
+    return Rows{shared_out_.data(), T, D};
+  }
+  StageTimer timer(clock_, &PhaseTimes::shared, stream());
   // allreduce mode: written straight into the second segment of the one all-reduce buffer.
   bf16* out = plan_.shape.mode == Mode::AllReduce
                   ? reduce_.data() + static_cast<std::size_t>(T) * plan_.shape.expert_width
                   : shared_out_.data();
-  linear_bf16(cublas_.get(), T, rows13, D, x.data, D, weights_.shared_w13.data(), D, shared_h_.data(), rows13);
-  bias_activation(shared_h_.data(), T, rows13, inter, nullptr, nullptr, act_, shared_a_.data(), stream());
-  linear_bf16(cublas_.get(), T, D, inter, shared_a_.data(), inter, weights_.shared_w2.data(), inter, out, D);
+  run_shared_expert(x, out, cublas_.get(), stream());
   return Rows{out, T, D};
 }
 

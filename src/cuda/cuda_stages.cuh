@@ -72,6 +72,8 @@ class CudaStages {
   // Copies the layer output and the routing out (synchronizes the stream).
   void fetch_output(const Rows& out, Matrix<float>& result, epmoe::Routing& routing);
 
+  // alltoall mode with a shared expert: route() starts the shared expert on a second stream, overlapped with the
+  // dispatch, the experts and the combine; shared_expert() then only waits for it.
   Routing route(const Rows& x);
   Rows latent_down(const Rows& x);
   Batch dispatch(const Rows& xr, const Routing& routing);
@@ -91,6 +93,8 @@ class CudaStages {
 
  private:
   void reserve_tokens(int tokens);
+  // The shared expert's GEMMs and activation on `stream` with `handle`, into `out` [T, D].
+  void run_shared_expert(const Rows& x, bf16* out, cublasHandle_t handle, cudaStream_t stream);
   // Pair ordering by local expert and the host offsets from per-expert counts (shared by both modes).
   std::vector<int> offsets_from_counts(const int* counts) const;
 
@@ -103,6 +107,10 @@ class CudaStages {
   Stream stream_;
   CublasHandle cublas_;
   std::unique_ptr<ExpertGemm> expert_gemm_;
+  Stream side_stream_;
+  CublasHandle side_cublas_;
+  Event input_ready_{false}, shared_ready_{false};
+  bool shared_in_flight_ = false;
   PhaseClock clock_;
   ActivationParams act_;
   int token_capacity_ = 0;
