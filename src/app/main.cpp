@@ -53,11 +53,9 @@ int main(int argc, char** argv) {
         {"run", epmoe::app::cmd_run},
         {"plan", epmoe::app::cmd_plan},
         {"bench", epmoe::app::cmd_bench},
-#ifdef EPMOE_HAVE_IO_COMMANDS
         {"make-checkpoint", epmoe::app::cmd_make_checkpoint},
         {"inspect", epmoe::app::cmd_inspect},
         {"convert", epmoe::app::cmd_convert},
-#endif
     };
     if (args.empty() || args[0] == "--help" || args[0] == "-h" || args[0] == "help") {
       if (rank == 0) std::cout << kUsage;

@@ -45,6 +45,10 @@ int cmd_run(const Args& args, const MpiComm& comm) {
     if (comm.rank() == 0) std::cout << parser.help();
     return 0;
   }
+  EPMOE_REQUIRE(opt.input.empty() || !parser.given("--tokens"), ErrorKind::Usage,
+                "--tokens and --input exclude each other: the input file decides the tokens");
+  EPMOE_REQUIRE(opt.checkpoint.empty() || !parser.given("--preset"), ErrorKind::Usage,
+                "--preset and --checkpoint exclude each other");
   const bool defaulted = args.empty();
   RunSetup setup = prepare_run(opt, comm);
   if (comm.rank() == 0) {
@@ -52,11 +56,13 @@ int cmd_run(const Args& args, const MpiComm& comm) {
       std::cout << "# no flags given: running the default job (preset " << opt.preset << ", " << opt.tokens
                 << " tokens per rank, verify on); 'epmoe run --help' lists the flags\n";
     print_run_header(setup, comm);
+    if (!setup.io_report.empty()) std::cout << setup.io_report;
   }
 
   // Forward passes: each pass runs the tokens through every layer in turn, with a residual connection between
   // layers (h <- h + layer(h)) as in the models, so that activations keep their scale from layer to layer.
   std::vector<Matrix<float>> layer_inputs(setup.layers.size()), layer_outputs(setup.layers.size());
+  Matrix<float> final_output;
   const int passes = opt.warmup + opt.iters;
   for (int pass = 0; pass < passes; ++pass) {
     if (pass == opt.warmup)
@@ -68,6 +74,7 @@ int cmd_run(const Args& args, const MpiComm& comm) {
         layer_inputs[l] = h;
         layer_outputs[l] = y;
       }
+      if (pass == passes - 1 && l + 1 == setup.layers.size()) final_output = y;
       for (size_t i = 0; i < h.size(); ++i) h.data()[i] += y.data()[i];
     }
   }
@@ -94,6 +101,11 @@ int cmd_run(const Args& args, const MpiComm& comm) {
   report << (total > 0 ? global_tokens / total : 0.0) << " (" << global_tokens << " tokens"
          << (setup.backend == BackendKind::Cpu ? ", CPU backend" : "") << ")\n";
   if (comm.rank() == 0) std::cout << report.str();
+
+  if (!opt.output.empty()) {
+    write_run_output(setup, opt.output, final_output, setup.layers.front()->last_routing(), comm);
+    if (comm.rank() == 0) std::cout << "# wrote /output, /topk_ids, /topk_weights to " << opt.output << "\n";
+  }
 
   if (!setup.verify) return 0;
   bool ok = true;

@@ -4,6 +4,9 @@
 #include <iostream>
 #include <sstream>
 
+#include <unistd.h>
+
+#include "epmoe/checkpoint.hpp"
 #include "epmoe/error.hpp"
 #include "epmoe/presets.hpp"
 #include "epmoe/reference.hpp"
@@ -18,7 +21,14 @@ void add_run_flags(ArgParser& parser, RunOptions& opt, bool bench) {
   std::string presets;
   for (const auto& p : list_presets()) presets += (presets.empty() ? "" : ", ") + p.name;
   parser.add_string("--preset", &opt.preset, "model preset: " + presets, "NAME");
+  parser.add_string("--checkpoint", &opt.checkpoint,
+                    "HDF5 checkpoint (docs/checkpoint-format.md): each rank reads only its experts", "FILE");
   if (!bench) {
+    parser.add_string("--input", &opt.input,
+                      "tokens from /hidden_states [T, D] of this HDF5 file (split across ranks in alltoall mode)",
+                      "FILE");
+    parser.add_string("--output", &opt.output, "write /output, /topk_ids and /topk_weights to this HDF5 file",
+                      "FILE");
     parser.add_int("--tokens", &opt.tokens, "tokens per rank (alltoall) or on every rank (allreduce)", 0, 1 << 24);
     parser.add_int("--layers", &opt.layers, "MoE layers to run (0 = the model's; model-sized presets default to 2)",
                    0, 1000);
@@ -59,30 +69,76 @@ BackendKind choose_backend(const std::string& flag) {
   return kind;
 }
 
-// One layer on this rank: synthetic weights (generated on the device for the CUDA backend, so model-sized presets
-// need no host copy of the experts).
-std::unique_ptr<LayerRunner> make_layer(const RunSetup& s, const RunOptions& opt, int layer, const MpiComm& comm) {
+// One layer on this rank: a checkpoint's shard, or synthetic weights (generated on the device for the CUDA
+// backend, so model-sized presets need no host copy of the experts).
+std::unique_ptr<LayerRunner> make_layer(const RunSetup& s, const RunOptions& opt, int layer, const LayerWeights* shard,
+                                        const MpiComm& comm) {
   const ExpertPlacement placement(s.model.num_experts, comm.size(), s.parallel.placement);
 #ifdef EPMOE_HAVE_CUDA
   if (s.backend == BackendKind::Cuda) {
     CudaOptions options;
-    options.max_tokens = std::max(1, opt.max_tokens > 0 ? opt.max_tokens : opt.tokens);
+    options.max_tokens = std::max(1, opt.max_tokens > 0 ? opt.max_tokens : s.tokens.rows());
     options.allow_shared_gpu = opt.allow_shared_gpu;
+    if (shard) return make_cuda_layer(s.model, s.parallel, comm, *shard, options);
     return make_cuda_layer_synthetic(s.model, s.parallel, comm, s.seed, layer, options);
   }
 #else
   (void)opt;
 #endif
+  if (shard) return make_cpu_layer(s.model, s.parallel, comm, *shard);
   return make_cpu_layer(s.model, s.parallel, comm,
                         generate_layer_weights(s.model, s.seed, layer, placement.experts_of(comm.rank())));
 }
 
-void build_run(RunSetup& s, RunOptions& opt, const MpiComm& comm) {
-  s.model = make_preset(opt.preset);
-  s.source = "preset " + opt.preset;
-  s.mini = false;
-  for (const auto& p : list_presets())
-    if (p.name == opt.preset) s.mini = p.mini;
+// This rank's tokens: from --input (alltoall: a contiguous slice of the rows, the first ranks one more; allreduce:
+// every row on every rank) or generated (alltoall: this rank's slice of one global stream).
+void load_tokens(RunSetup& s, const RunOptions& opt, const MpiComm& comm) {
+  const bool alltoall = opt.mode_value == Mode::AllToAll;
+  if (opt.input.empty()) {
+    s.first_token = alltoall ? static_cast<long>(comm.rank()) * opt.tokens : 0;
+    s.tokens = generate_tokens(opt.tokens, s.model.hidden_size, s.seed, s.first_token);
+    return;
+  }
+  const TokenFileInfo info = token_file_info(opt.input, "/hidden_states");
+  EPMOE_REQUIRE(info.width == s.model.hidden_size, ErrorKind::Input, opt.input, ": dataset /hidden_states has width ",
+                info.width, " but the model's hidden_size is ", s.model.hidden_size,
+                "; give tokens made for this model");
+  long first = 0, count = info.rows;
+  if (alltoall) {
+    const long base = info.rows / comm.size(), extra = info.rows % comm.size(), r = comm.rank();
+    first = r * base + std::min(r, extra);
+    count = base + (r < extra ? 1 : 0);
+  }
+  s.first_token = first;
+  s.tokens = read_tokens(opt.input, "/hidden_states", first, count, s.model.hidden_size);
+  for (size_t i = 0; i < s.tokens.size(); ++i) {
+    const float v = s.tokens.data()[i];
+    EPMOE_REQUIRE(std::isfinite(v), ErrorKind::Input, opt.input, ": dataset /hidden_states holds a non-finite value (",
+                  v, ") at row ", first + static_cast<long>(i) / s.tokens.cols(), ", column ",
+                  i % s.tokens.cols(), "; the layer needs finite inputs");
+  }
+}
+
+// Everything a rank can get wrong on its own: flags, files, tokens, its shard of the weights.
+void build_run(RunSetup& s, RunOptions& opt, const MpiComm& comm, std::vector<LayerWeights>& shards, IoStats& stats) {
+  if (!opt.checkpoint.empty()) {
+    s.checkpoint = opt.checkpoint;
+    s.source = opt.checkpoint;
+    s.model = read_checkpoint_config(opt.checkpoint);
+    // Small enough for the float64 reference to hold every expert (as the mini presets are).
+    const double expert_params = static_cast<double>(s.model.num_experts) * s.model.num_layers *
+                                 (static_cast<double>(s.model.w13_rows()) + s.model.expert_width()) *
+                                 s.model.moe_intermediate_size;
+    s.mini = expert_params < 64e6;
+    EPMOE_REQUIRE(opt.layers <= s.model.num_layers, ErrorKind::Usage, "--layers ", opt.layers, ": ", opt.checkpoint,
+                  " holds ", s.model.num_layers, " layers");
+  } else {
+    s.model = make_preset(opt.preset);
+    s.source = "preset " + opt.preset;
+    s.mini = false;
+    for (const auto& p : list_presets())
+      if (p.name == opt.preset) s.mini = p.mini;
+  }
   if (opt.layers > 0) s.model.num_layers = opt.layers;
   else if (!s.mini) s.model.num_layers = std::min(s.model.num_layers, 2);
   opt.mode_value = parse_mode(opt.mode, "--mode");
@@ -92,25 +148,43 @@ void build_run(RunSetup& s, RunOptions& opt, const MpiComm& comm) {
   s.parallel.validate(s.model, comm.size());
   s.backend = choose_backend(opt.backend);
   EPMOE_REQUIRE(!(opt.verify && opt.no_verify), ErrorKind::Usage, "--verify and --no-verify exclude each other");
-  // Mini presets verify by default; the float64 reference of a model-sized layer takes too long unless asked for.
+  // Small models verify by default; the float64 reference of a model-sized layer takes too long unless asked for.
   s.verify = s.mini ? !opt.no_verify : opt.verify;
   s.tolerance = opt.tolerance > 0 ? opt.tolerance : (s.backend == BackendKind::Cpu ? 1e-5 : 2e-2);
   s.seed = static_cast<std::uint64_t>(opt.seed);
+  if (!opt.output.empty() && comm.rank() == 0) {
+    const size_t slash = opt.output.find_last_of('/');
+    const std::string dir = slash == std::string::npos ? "." : (slash == 0 ? "/" : opt.output.substr(0, slash));
+    EPMOE_REQUIRE(access(dir.c_str(), W_OK) == 0, ErrorKind::Input, "--output ", opt.output, ": the folder '", dir,
+                  "' does not exist or is not writable");
+  }
+  load_tokens(s, opt, comm);
 
-  // Tokens: alltoall gives each rank its own slice of one global token stream; allreduce gives every rank the
-  // same tokens.
-  s.first_token = opt.mode_value == Mode::AllToAll ? static_cast<long>(comm.rank()) * opt.tokens : 0;
-  s.tokens = generate_tokens(opt.tokens, s.model.hidden_size, s.seed, s.first_token);
-  for (int l = 0; l < s.model.num_layers; ++l) s.layers.push_back(make_layer(s, opt, l, comm));
+  // Each rank reads only its own experts (plus the router, shared and latent tensors). No collective may run
+  // here: a rank that failed above is already waiting in run_collectively's agreement.
+  if (!s.checkpoint.empty()) {
+    const ExpertPlacement placement(s.model.num_experts, comm.size(), s.parallel.placement);
+    for (int l = 0; l < s.model.num_layers; ++l)
+      shards.push_back(read_layer_shard(s.checkpoint, s.model, l, placement.experts_of(comm.rank()), comm, &stats));
+  }
 }
 
 }  // namespace
 
 RunSetup prepare_run(RunOptions& opt, const MpiComm& comm) {
   RunSetup s;
-  // Checked and built on every rank; a failure anywhere (a bad value, a file one rank cannot read) ends every rank
-  // with the same message instead of leaving some waiting in a collective.
-  run_collectively(comm, [&] { build_run(s, opt, comm); });
+  std::vector<LayerWeights> shards;
+  IoStats stats;
+  // Checked on every rank; a failure anywhere (a bad value, a file one rank cannot read, NaN in one rank's tokens)
+  // ends every rank with the same message instead of leaving some waiting in a collective.
+  run_collectively(comm, [&] { build_run(s, opt, comm, shards, stats); });
+  // Then the layers, whose construction may communicate (the NCCL communicator).
+  for (int l = 0; l < s.model.num_layers; ++l)
+    s.layers.push_back(make_layer(s, opt, l, shards.empty() ? nullptr : &shards[l], comm));
+  if (!s.checkpoint.empty()) {
+    const ExpertPlacement placement(s.model.num_experts, comm.size(), s.parallel.placement);
+    s.io_report = io_report(stats, static_cast<int>(placement.experts_of(comm.rank()).size()), comm);
+  }
   return s;
 }
 
@@ -124,6 +198,26 @@ void print_run_header(const RunSetup& s, const MpiComm& comm) {
   std::cout << "\n# tokens per rank: " << s.tokens.rows()
             << (s.parallel.mode == Mode::AllReduce ? " (the same tokens on every rank)" : "")
             << "\n# unpad plan: " << s.layers.front()->plan().one_line() << "\n";
+}
+
+namespace {
+// The layer's weights for the reference, on rank 0 alone: the preset's generator, or the checkpoint read whole.
+LayerWeights reference_weights(const RunSetup& s, int layer, const std::vector<int>& experts) {
+  if (s.checkpoint.empty()) return generate_layer_weights(s.model, s.seed, layer, experts);
+  const MpiComm self(MPI_COMM_SELF);
+  return read_layer_shard(s.checkpoint, s.model, layer, experts, self);
+}
+}  // namespace
+
+void write_run_output(const RunSetup& s, const std::string& path, const Matrix<float>& output,
+                      const Routing& routing, const MpiComm& comm) {
+  const bool gather = s.parallel.mode == Mode::AllToAll;
+  const Matrix<float> y = gather ? comm.gather_rows(output, 0) : output;
+  const Matrix<int> ids = gather ? comm.gather_rows(routing.ids, 0) : routing.ids;
+  const Matrix<float> weights = gather ? comm.gather_rows(routing.weights, 0) : routing.weights;
+  run_collectively(comm, [&] {
+    if (comm.rank() == 0) write_output_file(path, y, ids, weights);
+  });
 }
 
 VerifyOutcome verify_layer_collectively(const RunSetup& s, int layer, const Matrix<float>& input,
@@ -143,13 +237,13 @@ VerifyOutcome verify_layer_collectively(const RunSetup& s, int layer, const Matr
     if (!s.mini) {
       std::vector<char> used(s.model.num_experts, 0);
       for (int e : k.storage()) used[std::min(std::max(e, 0), s.model.num_experts - 1)] = 1;
-      const ReferenceRouting ref = reference_route(s.model, generate_layer_weights(s.model, s.seed, layer, {}), x);
+      const ReferenceRouting ref = reference_route(s.model, reference_weights(s, layer, {}), x);
       for (int e : ref.ids.storage()) used[e] = 1;
       experts.clear();
       for (int e = 0; e < s.model.num_experts; ++e)
         if (used[e]) experts.push_back(e);
     }
-    const LayerWeights weights = generate_layer_weights(s.model, s.seed, layer, experts);
+    const LayerWeights weights = reference_weights(s, layer, experts);
     const VerifyReport r = verify_layer(s.model, weights, x, y, k, s.backend == BackendKind::Cpu ? 1e-5 : 1e-2,
                                         routing_forced);
     v.passed = r.passed(s.tolerance);

@@ -12,6 +12,7 @@
 #include "epmoe/config.hpp"
 #include "epmoe/layer.hpp"
 #include "epmoe/placement.hpp"
+#include "epmoe/routing.hpp"
 
 namespace epmoe::app {
 
@@ -26,7 +27,10 @@ struct RunOptions {
   std::string backend = "auto";
   int max_tokens = 0;  // cuda: buffer size; 0 = --tokens
   bool allow_shared_gpu = false;
+  std::string checkpoint;  // weights from this HDF5 file instead of a preset
   // run only
+  std::string input;   // tokens from this HDF5 file (/hidden_states)
+  std::string output;  // /output, /topk_ids, /topk_weights to this HDF5 file
   int iters = 1;
   int warmup = 0;
   bool verify = false;
@@ -43,7 +47,9 @@ struct RunSetup {
   ModelConfig model;
   ParallelConfig parallel;
   BackendKind backend = BackendKind::Cpu;
-  std::string source;  // "preset NAME" or the checkpoint path
+  std::string source;      // "preset NAME" or the checkpoint path
+  std::string checkpoint;  // non-empty when the weights come from a checkpoint
+  std::string io_report;   // rank 0: per-rank bytes read and rates (checkpoints)
   std::uint64_t seed = 0;
   std::vector<std::unique_ptr<LayerRunner>> layers;
   Matrix<float> tokens;  // this rank's input tokens
@@ -69,6 +75,11 @@ struct VerifyOutcome {
 VerifyOutcome verify_layer_collectively(const RunSetup& setup, int layer, const Matrix<float>& input,
                                         const Matrix<float>& output, const Matrix<int>& ids, const MpiComm& comm,
                                         int rows_per_rank = 0, bool routing_forced = false);
+// Writes /output (the last layer's output, global token order), /topk_ids and /topk_weights (the first layer's
+// routing) to `path` on rank 0. Collective.
+void write_run_output(const RunSetup& setup, const std::string& path, const Matrix<float>& output,
+                      const Routing& first_layer_routing, const MpiComm& comm);
+
 // The first `rows` rows of m (all of them when rows <= 0 or rows >= m.rows()).
 template <class T>
 Matrix<T> first_rows(const Matrix<T>& m, int rows) {

@@ -9,7 +9,6 @@ export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 OPENBLAS_NUM_TH
 passed=0
 failed=0
 out=$(mktemp)
-trap 'rm -f "$out"' EXIT
 
 # expect NAME EXPECTED_CODE PATTERN -- command...   (PATTERN: an extended regex the output must match)
 expect() {
@@ -65,6 +64,39 @@ expect "gpt-oss-mini round-robin, 0 tokens, 2 ranks" 0 "verification passed" -- 
   $MPIRUN -np 2 "$EPMOE" run --preset gpt-oss-mini --placement round-robin --tokens 0
 expect "latent-mini 4 ranks, 3 layers, warmup" 0 "verify layer 2: .* OK" -- \
   $MPIRUN -np 4 "$EPMOE" run --preset latent-mini --layers 3 --warmup 1 --iters 2 --tokens 16 --pad-multiple 128
+
+# Checkpoints and token files (HDF5; the token files are written by h5py, an independent writer).
+here=$(cd "$(dirname "$0")" && pwd)
+data="$here/../../data"
+tmp=$(mktemp -d)
+trap 'rm -f "$out"; rm -rf "$tmp"' EXIT
+python3 "$here/make_tokens.py" "$tmp/tokens.h5" 37 168
+python3 "$here/make_tokens.py" "$tmp/tokens16.h5" 37 168 --dtype float16
+python3 "$here/make_tokens.py" "$tmp/nan.h5" 37 168 --nan 30,7
+python3 "$here/make_tokens.py" "$tmp/narrow.h5" 10 100
+expect "run a checkpoint with an input file at 1 rank" 0 "verification passed" -- \
+  $MPIRUN -np 1 "$EPMOE" run --checkpoint "$data/nemotron-mini.h5" --input "$tmp/tokens.h5" --output "$tmp/o1.h5"
+expect "the same at 3 ranks, padded" 0 "verification passed" -- \
+  $MPIRUN -np 3 "$EPMOE" run --checkpoint "$data/nemotron-mini.h5" --input "$tmp/tokens.h5" --output "$tmp/o3.h5" \
+  --pad-multiple 256
+cp "$out" "$tmp/run3.log"
+expect "each of the 3 ranks reports the bytes it read" 0 "^ +2 +5 +[0-9]+" -- cat "$tmp/run3.log"
+expect "outputs at 1 and 3 ranks agree, in the input's token order" 0 "ids_equal=True" -- \
+  python3 "$here/compare_outputs.py" "$tmp/o1.h5" "$tmp/o3.h5" 1e-5 37
+expect "allreduce mode with a float16 input file" 0 "verification passed" -- \
+  $MPIRUN -np 2 "$EPMOE" run --checkpoint "$data/nemotron-mini.h5" --input "$tmp/tokens16.h5" --mode allreduce
+expect "NaN in the input is refused on every rank, naming the file and dataset" 1 \
+  "nan.h5: dataset /hidden_states holds a non-finite value .* at row 30, column 7" -- \
+  $MPIRUN -np 3 "$EPMOE" run --checkpoint "$data/nemotron-mini.h5" --input "$tmp/nan.h5"
+expect "an input of the wrong width" 1 "narrow.h5: dataset /hidden_states has width 100 but the model's hidden_size is 168" -- \
+  $MPIRUN -np 2 "$EPMOE" run --checkpoint "$data/nemotron-mini.h5" --input "$tmp/narrow.h5"
+expect "a missing checkpoint" 1 "/nonexistent.h5" -- $MPIRUN -np 2 "$EPMOE" run --checkpoint /nonexistent.h5
+expect "an output folder that does not exist" 1 "--output /no/such/dir/o.h5: the folder '/no/such/dir' does not exist" -- \
+  $MPIRUN -np 2 "$EPMOE" run --output /no/such/dir/o.h5 --tokens 4
+expect "--tokens with --input" 2 "--tokens and --input exclude each other" -- \
+  $MPIRUN -np 2 "$EPMOE" run --input "$tmp/tokens.h5" --tokens 5
+expect "more ranks than a checkpoint's experts" 1 "more ranks \(17\) than experts \(16\)" -- \
+  $MPIRUN -np 17 "$EPMOE" run --checkpoint "$data/nemotron-mini.h5" --tokens 1
 
 # docs/unpad-timing.md carries the plan table; it must match what the code plans.
 doc="$(dirname "$0")/../../docs/unpad-timing.md"
