@@ -17,6 +17,19 @@ inline bool ranks_before(float score_a, int a, float score_b, int b) {
   return score_a > score_b || (score_a == score_b && a < b);
 }
 
+// Step 1's scores of one token's logits: softmax (max-subtracted) or sigmoid.
+void scores_of(const ModelConfig& c, const float* z, std::vector<float>& scores) {
+  const int E = c.num_experts;
+  if (c.scoring_func == ScoringFunc::Softmax) {
+    const float m = *std::max_element(z, z + E);
+    float sum = 0;
+    for (int e = 0; e < E; ++e) sum += (scores[e] = std::exp(z[e] - m));
+    for (int e = 0; e < E; ++e) scores[e] /= sum;
+  } else {
+    for (int e = 0; e < E; ++e) scores[e] = 1.0f / (1.0f + std::exp(-z[e]));
+  }
+}
+
 }  // namespace
 
 Routing select_topk(const ModelConfig& c, const Matrix<float>& logits, const float* correction_bias) {
@@ -28,15 +41,7 @@ Routing select_topk(const ModelConfig& c, const Matrix<float>& logits, const flo
   const bool grouped = c.topk_method == TopkMethod::Grouped && c.n_group > 1;
   const int group_size = E / c.n_group;
   for (int t = 0; t < T; ++t) {
-    const float* z = logits.row(t);
-    if (c.scoring_func == ScoringFunc::Softmax) {
-      const float m = *std::max_element(z, z + E);
-      float sum = 0;
-      for (int e = 0; e < E; ++e) sum += (scores[e] = std::exp(z[e] - m));
-      for (int e = 0; e < E; ++e) scores[e] /= sum;
-    } else {
-      for (int e = 0; e < E; ++e) scores[e] = 1.0f / (1.0f + std::exp(-z[e]));
-    }
+    scores_of(c, logits.row(t), scores);
     for (int e = 0; e < E; ++e) selection[e] = scores[e] + (correction_bias ? correction_bias[e] : 0.0f);
 
     if (grouped) {
@@ -77,20 +82,6 @@ Routing select_topk(const ModelConfig& c, const Matrix<float>& logits, const flo
   }
   return r;
 }
-
-namespace {
-void scores_of(const ModelConfig& c, const float* z, std::vector<float>& scores) {
-  const int E = c.num_experts;
-  if (c.scoring_func == ScoringFunc::Softmax) {
-    const float m = *std::max_element(z, z + E);
-    float sum = 0;
-    for (int e = 0; e < E; ++e) sum += (scores[e] = std::exp(z[e] - m));
-    for (int e = 0; e < E; ++e) scores[e] /= sum;
-  } else {
-    for (int e = 0; e < E; ++e) scores[e] = 1.0f / (1.0f + std::exp(-z[e]));
-  }
-}
-}  // namespace
 
 Routing routing_for_ids(const ModelConfig& c, const Matrix<float>& logits, const Matrix<int>& ids) {
   const int T = logits.rows(), K = c.top_k;
