@@ -45,7 +45,8 @@ struct CheckpointWriter::Impl {
     io::check_status(H5Sselect_hyperslab(file_space.get(), H5S_SELECT_SET, start.data(), nullptr, count.data(),
                                          nullptr),
                      where(name));
-    io::Handle mem_space = io::checked(H5Screate_simple(1, &n, nullptr), H5Sclose, where(name));
+    io::Handle mem_space = io::checked(H5Screate_simple(static_cast<int>(count.size()), count.data(), nullptr),
+                                       H5Sclose, where(name));  // the selection's shape: whole-chunk mapping
     io::check_status(H5Dwrite(dataset, type.get(), mem_space.get(), file_space.get(), H5P_DEFAULT, buffer.data()),
                      where(name) + " failed (disk full?)");
   }

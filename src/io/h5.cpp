@@ -9,6 +9,7 @@
 #include <cstdio>
 #include <cstring>
 #include <fstream>
+#include <memory>
 
 namespace epmoe::io {
 
@@ -202,8 +203,12 @@ long long read_floats(hid_t dataset, const DatasetShape& shape, const std::vecto
   hsize_t n = 1;
   for (hsize_t c : count) n *= c;
   Handle file_space = checked(H5Dget_space(dataset), H5Sclose, what + ": H5Dget_space");
-  const hsize_t mem_n = n > 0 ? n : 1;
-  Handle mem_space = checked(H5Screate_simple(1, &mem_n, nullptr), H5Sclose, what + ": H5Screate_simple");
+  // The memory space has the selection's own shape: HDF5 then maps whole chunks at once instead of visiting every
+  // element (a 1-D memory space against a 3-D selection made reads ~20x slower).
+  const hsize_t one = 1;
+  Handle mem_space = checked(n > 0 ? H5Screate_simple(static_cast<int>(count.size()), count.data(), nullptr)
+                                   : H5Screate_simple(1, &one, nullptr),
+                             H5Sclose, what + ": H5Screate_simple");
   if (n > 0) {
     check_status(H5Sselect_hyperslab(file_space.get(), H5S_SELECT_SET, start.data(), nullptr, count.data(), nullptr),
                  what + ": selecting the hyperslab");
@@ -213,11 +218,11 @@ long long read_floats(hid_t dataset, const DatasetShape& shape, const std::vecto
   }
   const DType d = *shape.type.dtype;
   const bool raw = shape.type.little_endian && d != DType::F32;
-  std::vector<std::uint16_t> buffer(raw ? static_cast<std::size_t>(n) : 0);
+  std::unique_ptr<std::uint16_t[]> buffer(raw ? new std::uint16_t[n] : nullptr);  // uninitialized: HDF5 fills it
   Handle mem_type;
   if (raw) mem_type = checked(H5Dget_type(dataset), H5Tclose, what + ": H5Dget_type");
   const herr_t status = H5Dread(dataset, raw ? mem_type.get() : H5T_NATIVE_FLOAT, mem_space.get(), file_space.get(),
-                                dxpl, raw ? static_cast<void*>(buffer.data()) : static_cast<void*>(out));
+                                dxpl, raw ? static_cast<void*>(buffer.get()) : static_cast<void*>(out));
   if (status < 0) {
     const std::string msg = hdf5_message();
     EPMOE_THROW(ErrorKind::Input, what, ": reading the data failed, the file is corrupted or truncated (HDF5: ", msg,
