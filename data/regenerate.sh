@@ -2,7 +2,7 @@
 # Regenerates the small checkpoints in data/ with the built program:
 #   data/regenerate.sh [path/to/epmoe]        (default: build/src/app/epmoe)
 # One file per mini preset: bfloat16, seed 1234 (the default seed of 'epmoe run'), as few layers as keep it small
-# (1 layer: with 2 the mini presets' files grow to 1.1-6.3 MB). tests/io/test_checkpoint.cpp checks that every
+# (1 layer keeps every file under 1 MB). tests/io/test_checkpoint.cpp checks that every
 # file equals what 'epmoe run --preset NAME' generates.
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)

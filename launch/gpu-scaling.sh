@@ -37,14 +37,15 @@ python3 "$root/launch/plot_scaling.py" "$results/scaling.jsonl" --out "$results"
 python3 - "$results/scaling.jsonl" <<'PY' | tee -a "$log"
 import json, sys
 rows = [json.loads(l) for l in open(sys.argv[1]) if l.strip()]
-print("| preset | phase | ranks | tokens/rank | route | dispatch | experts | combine | shared | total (ms) | tokens/s | expert TFLOP/s (% GEMM ceiling) | dispatch GB/s (% a2a ceiling) |")
+print("| preset | phase | ranks | tokens/rank | route | dispatch | experts | combine | shared | total (ms) | tokens/s | expert TFLOP/s per rank (% GEMM ceiling) | dispatch GB/s (% a2a ceiling) |")
 print("|---|---|---|---|---|---|---|---|---|---|---|---|---|")
 for r in rows:
     x = r["results"][-1]; c = r["config"]
-    ge = 100 * x["expert_tflops"] / x["ceiling_gemm_tflops"] if x["ceiling_gemm_tflops"] else 0
+    per_rank = x["expert_tflops"] / c["ranks"]  # the GEMM ceiling is one rank's
+    ge = 100 * per_rank / x["ceiling_gemm_tflops"] if x["ceiling_gemm_tflops"] else 0
     di = 100 * x["dispatch_gbps"] / x["ceiling_alltoall_gbps"] if x["ceiling_alltoall_gbps"] and x["dispatch_gbps"] else 0
     print(f"| {c['preset']} | {r.get('label','')} | {c['ranks']} | {x['tokens_per_rank']} | {x['route_ms']:.3f} | {x['dispatch_ms']:.3f} | "
           f"{x['experts_ms']:.3f} | {x['combine_ms']:.3f} | {x['shared_ms']:.3f} | {x['total_ms']:.3f} | {x['tokens_per_s']:.0f} | "
-          f"{x['expert_tflops']:.0f} ({ge:.0f}%) | {x['dispatch_gbps']:.0f} ({di:.0f}%) |")
+          f"{per_rank:.0f} ({ge:.0f}%) | {x['dispatch_gbps']:.0f} ({di:.0f}%) |")
 print("# devices:", rows[-1]["devices"][0]["host_device"] if rows else "")
 PY
