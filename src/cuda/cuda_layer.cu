@@ -52,6 +52,7 @@ class CudaLayer final : public LayerRunner {
   const Routing& last_routing() const override { return last_routing_; }
   const UnpadPlan& plan() const override { return plan_; }
   PhaseTimes& times() override { return times_; }
+  void force_expert_ids(const Matrix<int>* ids) override { stages_->force_expert_ids(ids); }
 
   CudaLayerStats stats() const {
     CudaLayerStats s;

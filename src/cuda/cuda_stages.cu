@@ -214,9 +214,19 @@ CudaStages::Routing CudaStages::route(const Rows& x) {
                  model_.n_group,
                  model_.topk_group,
                  model_.norm_topk_prob};
-  router_topk(logits_.data(), weights_.router_bias.size() ? weights_.router_bias.data() : nullptr,
-              weights_.correction_bias.size() ? weights_.correction_bias.data() : nullptr, p, ids_.data(),
-              routing_weights_.data(), stream());
+  const float* router_bias = weights_.router_bias.size() ? weights_.router_bias.data() : nullptr;
+  if (forced_) {
+    EPMOE_REQUIRE(forced_ids_.rows() == T && forced_ids_.cols() == model_.top_k, ErrorKind::Input,
+                  "forced expert ids are [", forced_ids_.rows(), ", ", forced_ids_.cols(), "], expected [", T, ", ",
+                  model_.top_k, "]");
+    EPMOE_CUDA_CHECK(cudaMemcpyAsync(ids_.data(), forced_ids_.data(), forced_ids_.size() * sizeof(int),
+                                     cudaMemcpyHostToDevice, stream()));
+    router_weights_for_ids(logits_.data(), router_bias, ids_.data(), p, routing_weights_.data(), stream());
+  } else {
+    router_topk(logits_.data(), router_bias,
+                weights_.correction_bias.size() ? weights_.correction_bias.data() : nullptr, p, ids_.data(),
+                routing_weights_.data(), stream());
+  }
   return Routing{ids_.data(), routing_weights_.data(), T};
 }
 

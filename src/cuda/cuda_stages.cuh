@@ -75,6 +75,11 @@ class CudaStages {
   // alltoall mode with a shared expert: route() starts the shared expert on a second stream, overlapped with the
   // dispatch, the experts and the combine; shared_expert() then only waits for it.
   Routing route(const Rows& x);
+  // Imposes the expert choice of the following forwards ([T, K] global ids), or restores the router's (nullptr).
+  void force_expert_ids(const Matrix<int>* ids) {
+    forced_ = ids != nullptr;
+    if (ids) forced_ids_ = *ids;
+  }
   Rows latent_down(const Rows& x);
   Batch dispatch(const Rows& xr, const Routing& routing);
   Batch select_local(const Rows& xr, const Routing& routing);
@@ -120,6 +125,8 @@ class CudaStages {
   DeviceBuffer<float> x_f32_, logits_, routing_weights_, out_f32_;
   DeviceBuffer<bf16> x_, latent_x_, routed_, up_, shared_out_, reduce_;
   DeviceBuffer<int> ids_, flags_, positions_, meta_local_;
+  bool forced_ = false;
+  Matrix<int> forced_ids_;  // host copy of the imposed choice
   DeviceBuffer<bf16> shared_h_, shared_a_;
   // Dispatch and experts workspaces (grow with the traffic).
   DeviceBuffer<bf16> send_rows_, recv_rows_, partial_, back_;

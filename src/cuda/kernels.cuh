@@ -36,6 +36,10 @@ struct RouterParams {
 // Requires n_group <= 32, E <= 1536 (48 KiB of shared memory) and K <= 32.
 void router_topk(const float* logits, const float* router_bias, const float* correction_bias, const RouterParams& p,
                  int* ids, float* weights, cudaStream_t stream);
+// An imposed expert choice (bench --routing): weights [T, K] = the unbiased scores of `ids` [T, K], renormalized
+// when p.renormalize (reference: routing_for_ids()). Requires K <= 32.
+void router_weights_for_ids(const float* logits, const float* router_bias, const int* ids, const RouterParams& p,
+                            float* weights, cudaStream_t stream);
 
 // ---- dispatch layout (reference: CpuStages::dispatch) ----
 // flags [R, T]: 1 where token t has an expert on rank r. counts [R, 1 + max_local]: column 0 is left alone (filled

@@ -126,7 +126,41 @@ __global__ void router_topk_kernel(const float* __restrict__ logits, const float
   }
 }
 
+__global__ void router_weights_for_ids_kernel(const float* __restrict__ logits, const float* __restrict__ router_bias,
+                                              const int* __restrict__ ids, RouterParams p, float* __restrict__ weights) {
+  const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
+  const int t = blockIdx.x * kWarpsPerBlock + warp;
+  if (t >= p.num_tokens) return;
+  const int E = p.num_experts, K = p.top_k;
+  const float* z = logits + static_cast<size_t>(t) * E;
+  auto logit = [&](int e) { return z[e] + (router_bias ? router_bias[e] : 0.0f); };
+  float m = -INFINITY, denom = 1.0f;
+  if (!p.sigmoid) {
+    for (int e = lane; e < E; e += 32) m = fmaxf(m, logit(e));
+    m = warp_max(m);
+    float sum = 0;
+    for (int e = lane; e < E; e += 32) sum += expf(logit(e) - m);
+    denom = warp_sum(sum);
+  }
+  float w = 0;
+  if (lane < K) {
+    const float v = logit(ids[static_cast<size_t>(t) * K + lane]);
+    w = p.sigmoid ? 1.0f / (1.0f + expf(-v)) : expf(v - m) / denom;
+  }
+  const float total = warp_sum(w);
+  if (lane < K) weights[static_cast<size_t>(t) * K + lane] = p.renormalize ? w / total : w;
+}
+
 }  // namespace
+
+void router_weights_for_ids(const float* logits, const float* router_bias, const int* ids, const RouterParams& p,
+                            float* weights, cudaStream_t stream) {
+  if (p.num_tokens == 0) return;
+  EPMOE_ASSERT(p.top_k <= 32, "router_weights_for_ids: top_k ", p.top_k, " > 32");
+  const int blocks = (p.num_tokens + kWarpsPerBlock - 1) / kWarpsPerBlock;
+  router_weights_for_ids_kernel<<<blocks, kWarpsPerBlock * 32, 0, stream>>>(logits, router_bias, ids, p, weights);
+  EPMOE_CUDA_LAUNCH_CHECK();
+}
 
 void router_topk(const float* logits, const float* router_bias, const float* correction_bias, const RouterParams& p,
                  int* ids, float* weights, cudaStream_t stream) {
