@@ -2,6 +2,8 @@
 
 #include <mpi.h>
 
+#include <algorithm>
+#include <cmath>
 #include <sstream>
 
 #include "epmoe/placement.hpp"

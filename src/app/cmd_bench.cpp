@@ -1,6 +1,7 @@
 // epmoe bench: sweeps tokens per rank like nccl-tests sweeps sizes, on one layer, and prints per-phase times (max
 // over ranks), throughput and bandwidths, with the ceilings (dense GEMM, equal-split all-to-all) measured in the
 // same run. Column definitions: docs/benchmarking.md.
+#include <algorithm>
 #include <mpi.h>
 #include <unistd.h>
 

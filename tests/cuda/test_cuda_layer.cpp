@@ -2,6 +2,7 @@
 // (computed on the bf16-rounded weights and inputs the GPU sees, so the comparison is fair), against the CPU
 // backend on the same inputs, deterministic across two forwards, and device-generated synthetic weights equal to
 // generate_layer_weights(). Run at 1, 2 and 4 ranks.
+#include <algorithm>
 #include <mpi.h>
 
 #include <cstdio>

@@ -1,5 +1,6 @@
 // Checkpoints written and read back: every mini preset x f32/f16/bf16, sharded reads at any rank count with the
 // bytes each rank read, streaming writes in expert batches, token and output files, and the data/ files.
+#include <cmath>
 #include <mpi.h>
 
 #include "epmoe/placement.hpp"
