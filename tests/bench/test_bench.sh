@@ -29,20 +29,20 @@ check() {  # name expected_code pattern -- cmd...
 
 json=$WORK/bench.json
 check "bench sweep with -c at 2 ranks" 0 "all checks passed" -- \
-  $MPIRUN -np 2 "$EPMOE" bench -b 8 -e 32 -f 2 -n 2 -w 1 -c -J "$json" --preset deepseek-mini --pad-multiple 256
+  $MPIRUN -np 2 "$EPMOE" bench --backend cpu -b 8 -e 32 -f 2 -n 2 -w 1 -c -J "$json" --preset deepseek-mini --pad-multiple 256
 cp "$out" "$WORK/bench_table.txt"
 check "bench table has header, units row and ceilings" 0 "per rank +\(ms\).*\(TFLOP/s\)" -- cat "$WORK/bench_table.txt"
 check "bench preamble names every rank's host and device" 0 "#  rank 1: .* \| cpu" -- cat "$WORK/bench_table.txt"
 check "bench JSON fields" 0 "^ok:" -- python3 "$here/check_bench_json.py" "$json" 2 8,16,32
 check "bench never overwrites its JSON" 2 "exists; bench never overwrites" -- \
-  $MPIRUN -np 2 "$EPMOE" bench -b 8 -e 8 -J "$json"
+  $MPIRUN -np 2 "$EPMOE" bench --backend cpu -b 8 -e 8 -J "$json"
 check "bench allreduce, synthetic zipf routing, 3 ranks" 0 "all checks passed" -- \
-  $MPIRUN -np 3 "$EPMOE" bench -b 16 -e 16 -n 2 -c --mode allreduce --routing zipf:1.5 --preset latent-mini
+  $MPIRUN -np 3 "$EPMOE" bench --backend cpu -b 16 -e 16 -n 2 -c --mode allreduce --routing zipf:1.5 --preset latent-mini
 check "bench hot-expert routing" 0 "all checks passed" -- \
-  $MPIRUN -np 2 "$EPMOE" bench -b 16 -e 16 -n 1 -c --routing hot:0.9 --preset gpt-oss-mini
-check "bench bad routing" 2 "--routing: unknown routing 'skewed'" -- $MPIRUN -np 2 "$EPMOE" bench --routing skewed
+  $MPIRUN -np 2 "$EPMOE" bench --backend cpu -b 16 -e 16 -n 1 -c --routing hot:0.9 --preset gpt-oss-mini
+check "bench bad routing" 2 "--routing: unknown routing 'skewed'" -- $MPIRUN -np 2 "$EPMOE" bench --backend cpu --routing skewed
 check "bench min > max" 2 "--min-tokens \(64\) must not exceed --max-tokens \(8\)" -- \
-  $MPIRUN -np 2 "$EPMOE" bench -b 64 -e 8
+  $MPIRUN -np 2 "$EPMOE" bench --backend cpu -b 64 -e 8
 check "bench --backend cuda without a GPU is refused, not run on the CPU" 2 "--backend cuda" -- \
   env CUDA_VISIBLE_DEVICES= $MPIRUN -np 1 "$EPMOE" bench -b 8 -e 8 --backend cuda
 
@@ -58,7 +58,8 @@ check "epmoe refuses a world that is not what Slurm launched" 1 "Slurm started 4
 check "scaling.sh --dry-run" 0 "mpirun -np 2 .*bench -b 64 -e 64 .*--preset mixtral-mini" -- \
   bash "$root/launch/scaling.sh" --dry-run --weak 64 --strong 128 --ranks "1 2" --preset mixtral-mini
 check "scaling.sh real weak+strong sweep" 0 "appended to" -- env EPMOE_BUILD_DIR="$build" \
-  bash "$root/launch/scaling.sh" --weak 16 --strong 32 --ranks "1 2" --iters 2 --warmup 1 --results "$WORK/res"
+  bash "$root/launch/scaling.sh" --weak 16 --strong 32 --ranks "1 2" --iters 2 --warmup 1 --results "$WORK/res" \
+  -- --backend cpu
 check "scaling.jsonl has 4 records" 0 "^4$" -- bash -c "wc -l < '$WORK/res/scaling.jsonl'"
 check "plot_scaling.py writes the PNGs" 0 "qwen3-mini_alltoall_cpu_strong.png" -- \
   python3 "$root/launch/plot_scaling.py" "$WORK/res/scaling.jsonl" --out "$WORK/png"

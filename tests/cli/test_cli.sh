@@ -40,30 +40,34 @@ for flag in --preset --tokens --layers --mode --placement --pad-multiple --seed 
 done
 expect "run --help shows defaults" 0 "default: deepseek-mini" -- "$EPMOE" run --help
 
-expect "default job at 2 ranks verifies" 0 "no flags given.*default job" -- $MPIRUN -np 2 "$EPMOE" run
+# The default job picks the CUDA backend where GPUs are visible (one rank per GPU), so use no more ranks than GPUs.
+gpus=$(nvidia-smi -L 2>/dev/null | grep -c '^GPU' || true)
+np_default=2
+[ "${gpus:-0}" -eq 1 ] && np_default=1
+expect "default job verifies" 0 "no flags given.*default job" -- $MPIRUN -np $np_default "$EPMOE" run
 expect "default job reports phases" 0 "route .* dispatch .* experts .* combine .* shared .* total" -- \
-  $MPIRUN -np 2 "$EPMOE" run
-expect "default job prints the unpad plan" 0 "# unpad plan: route" -- $MPIRUN -np 2 "$EPMOE" run
+  $MPIRUN -np $np_default "$EPMOE" run
+expect "default job prints the unpad plan" 0 "# unpad plan: route" -- $MPIRUN -np $np_default "$EPMOE" run
 
-expect "negative --tokens" 2 "--tokens: -5 is out of range" -- $MPIRUN -np 2 "$EPMOE" run --tokens -5
-expect "non-numeric --iters" 2 "--iters: expected an integer, got 'abc'" -- $MPIRUN -np 2 "$EPMOE" run --iters abc
-expect "bad --mode" 2 "--mode: unknown value 'broadcast'" -- $MPIRUN -np 2 "$EPMOE" run --mode broadcast
+expect "negative --tokens" 2 "--tokens: -5 is out of range" -- $MPIRUN -np 2 "$EPMOE" run --backend cpu --tokens -5
+expect "non-numeric --iters" 2 "--iters: expected an integer, got 'abc'" -- $MPIRUN -np 2 "$EPMOE" run --backend cpu --iters abc
+expect "bad --mode" 2 "--mode: unknown value 'broadcast'" -- $MPIRUN -np 2 "$EPMOE" run --backend cpu --mode broadcast
 expect "bad --preset" 2 "--preset: unknown preset 'gpt-5'; available: gpt-oss-mini" -- \
-  $MPIRUN -np 2 "$EPMOE" run --preset gpt-5
+  $MPIRUN -np 2 "$EPMOE" run --backend cpu --preset gpt-5
 expect "--pad-multiple out of range" 2 "--pad-multiple: 5000 is out of range" -- \
-  $MPIRUN -np 2 "$EPMOE" run --pad-multiple 5000
-expect "unknown flag" 2 "unknown argument '--bogus'" -- $MPIRUN -np 2 "$EPMOE" run --bogus
-expect "missing value" 2 "--tokens needs a value" -- $MPIRUN -np 2 "$EPMOE" run --tokens
-expect "--verify with --no-verify" 2 "exclude each other" -- $MPIRUN -np 2 "$EPMOE" run --verify --no-verify
+  $MPIRUN -np 2 "$EPMOE" run --backend cpu --pad-multiple 5000
+expect "unknown flag" 2 "unknown argument '--bogus'" -- $MPIRUN -np 2 "$EPMOE" run --backend cpu --bogus
+expect "missing value" 2 "--tokens needs a value" -- $MPIRUN -np 2 "$EPMOE" run --backend cpu --tokens
+expect "--verify with --no-verify" 2 "exclude each other" -- $MPIRUN -np 2 "$EPMOE" run --backend cpu --verify --no-verify
 expect "more ranks than experts" 1 "more ranks \(9\) than experts \(8\)" -- \
-  $MPIRUN -np 9 "$EPMOE" run --preset mixtral-mini --tokens 4
+  $MPIRUN -np 9 "$EPMOE" run --backend cpu --preset mixtral-mini --tokens 4
 
 expect "qwen3-mini allreduce pad 256 at 3 ranks" 0 "verification passed" -- \
-  $MPIRUN -np 3 "$EPMOE" run --preset qwen3-mini --mode allreduce --pad-multiple 256 --tokens 32
+  $MPIRUN -np 3 "$EPMOE" run --backend cpu --preset qwen3-mini --mode allreduce --pad-multiple 256 --tokens 32
 expect "gpt-oss-mini round-robin, 0 tokens, 2 ranks" 0 "verification passed" -- \
-  $MPIRUN -np 2 "$EPMOE" run --preset gpt-oss-mini --placement round-robin --tokens 0
+  $MPIRUN -np 2 "$EPMOE" run --backend cpu --preset gpt-oss-mini --placement round-robin --tokens 0
 expect "latent-mini 4 ranks, 3 layers, warmup" 0 "verify layer 2: .* OK" -- \
-  $MPIRUN -np 4 "$EPMOE" run --preset latent-mini --layers 3 --warmup 1 --iters 2 --tokens 16 --pad-multiple 128
+  $MPIRUN -np 4 "$EPMOE" run --backend cpu --preset latent-mini --layers 3 --warmup 1 --iters 2 --tokens 16 --pad-multiple 128
 
 # Checkpoints and token files (HDF5; the token files are written by h5py, an independent writer).
 here=$(cd "$(dirname "$0")" && pwd)
@@ -75,28 +79,28 @@ python3 "$here/make_tokens.py" "$tmp/tokens16.h5" 37 168 --dtype float16
 python3 "$here/make_tokens.py" "$tmp/nan.h5" 37 168 --nan 30,7
 python3 "$here/make_tokens.py" "$tmp/narrow.h5" 10 100
 expect "run a checkpoint with an input file at 1 rank" 0 "verification passed" -- \
-  $MPIRUN -np 1 "$EPMOE" run --checkpoint "$data/nemotron-mini.h5" --input "$tmp/tokens.h5" --output "$tmp/o1.h5"
+  $MPIRUN -np 1 "$EPMOE" run --backend cpu --checkpoint "$data/nemotron-mini.h5" --input "$tmp/tokens.h5" --output "$tmp/o1.h5"
 expect "the same at 3 ranks, padded" 0 "verification passed" -- \
-  $MPIRUN -np 3 "$EPMOE" run --checkpoint "$data/nemotron-mini.h5" --input "$tmp/tokens.h5" --output "$tmp/o3.h5" \
+  $MPIRUN -np 3 "$EPMOE" run --backend cpu --checkpoint "$data/nemotron-mini.h5" --input "$tmp/tokens.h5" --output "$tmp/o3.h5" \
   --pad-multiple 256
 cp "$out" "$tmp/run3.log"
 expect "each of the 3 ranks reports the bytes it read" 0 "^ +2 +5 +[0-9]+" -- cat "$tmp/run3.log"
 expect "outputs at 1 and 3 ranks agree, in the input's token order" 0 "ids_equal=True" -- \
   python3 "$here/compare_outputs.py" "$tmp/o1.h5" "$tmp/o3.h5" 1e-5 37
 expect "allreduce mode with a float16 input file" 0 "verification passed" -- \
-  $MPIRUN -np 2 "$EPMOE" run --checkpoint "$data/nemotron-mini.h5" --input "$tmp/tokens16.h5" --mode allreduce
+  $MPIRUN -np 2 "$EPMOE" run --backend cpu --checkpoint "$data/nemotron-mini.h5" --input "$tmp/tokens16.h5" --mode allreduce
 expect "NaN in the input is refused on every rank, naming the file and dataset" 1 \
   "nan.h5: dataset /hidden_states holds a non-finite value .* at row 30, column 7" -- \
-  $MPIRUN -np 3 "$EPMOE" run --checkpoint "$data/nemotron-mini.h5" --input "$tmp/nan.h5"
+  $MPIRUN -np 3 "$EPMOE" run --backend cpu --checkpoint "$data/nemotron-mini.h5" --input "$tmp/nan.h5"
 expect "an input of the wrong width" 1 "narrow.h5: dataset /hidden_states has width 100 but the model's hidden_size is 168" -- \
-  $MPIRUN -np 2 "$EPMOE" run --checkpoint "$data/nemotron-mini.h5" --input "$tmp/narrow.h5"
-expect "a missing checkpoint" 1 "/nonexistent.h5" -- $MPIRUN -np 2 "$EPMOE" run --checkpoint /nonexistent.h5
+  $MPIRUN -np 2 "$EPMOE" run --backend cpu --checkpoint "$data/nemotron-mini.h5" --input "$tmp/narrow.h5"
+expect "a missing checkpoint" 1 "/nonexistent.h5" -- $MPIRUN -np 2 "$EPMOE" run --backend cpu --checkpoint /nonexistent.h5
 expect "an output folder that does not exist" 1 "--output /no/such/dir/o.h5: the folder '/no/such/dir' does not exist" -- \
-  $MPIRUN -np 2 "$EPMOE" run --output /no/such/dir/o.h5 --tokens 4
+  $MPIRUN -np 2 "$EPMOE" run --backend cpu --output /no/such/dir/o.h5 --tokens 4
 expect "--tokens with --input" 2 "--tokens and --input exclude each other" -- \
-  $MPIRUN -np 2 "$EPMOE" run --input "$tmp/tokens.h5" --tokens 5
+  $MPIRUN -np 2 "$EPMOE" run --backend cpu --input "$tmp/tokens.h5" --tokens 5
 expect "more ranks than a checkpoint's experts" 1 "more ranks \(17\) than experts \(16\)" -- \
-  $MPIRUN -np 17 "$EPMOE" run --checkpoint "$data/nemotron-mini.h5" --tokens 1
+  $MPIRUN -np 17 "$EPMOE" run --backend cpu --checkpoint "$data/nemotron-mini.h5" --tokens 1
 
 # docs/unpad-timing.md carries the plan table; it must match what the code plans.
 doc="$(dirname "$0")/../../docs/unpad-timing.md"
