@@ -6,6 +6,7 @@
 #include <vector>
 
 #include "epmoe/error.hpp"
+#include "counter_rng.hpp"
 #include "epmoe/routing.hpp"
 #include "epmoe/weights.hpp"
 
@@ -148,7 +149,7 @@ Matrix<int> synthetic_expert_ids(const ModelConfig& c, const RoutingSkew& skew, 
   std::vector<double> w;
   for (int t = 0; t < num_tokens; ++t) {
     const std::uint64_t token = static_cast<std::uint64_t>(first_token + t);
-    auto draw = [&](std::uint64_t i) { return 0.5 * (1.0 + counter_uniform(seed, 0xB1A5ull, token, i)); };
+    auto draw = [&](std::uint64_t i) { return 0.5 * (1.0 + synthetic::counter_uniform(seed, synthetic::kRoutingSkew, token, i)); };
     w = base;
     int k = 0;
     if (skew.kind == RoutingSkew::Kind::Hot && draw(1000) < skew.param) {

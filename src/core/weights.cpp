@@ -3,32 +3,11 @@
 #include <cmath>
 #include <string>
 
+#include "counter_rng.hpp"
 #include "epmoe/error.hpp"
 
 namespace epmoe {
 namespace {
-
-// Tensor ids of the generator's counter; part of the synthetic-weight contract (the CUDA generator uses the same).
-enum TensorId : std::uint64_t {
-  kRouterWeight = 1,
-  kRouterBias,
-  kCorrectionBias,
-  kW13,
-  kW2,
-  kB13,
-  kB2,
-  kSharedW13,
-  kSharedW2,
-  kLatentDown,
-  kLatentUp,
-};
-
-std::uint64_t mix(std::uint64_t z) {
-  z += 0x9e3779b97f4a7c15ull;
-  z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
-  z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
-  return z ^ (z >> 31);
-}
 
 void fill(float* out, std::size_t n, std::uint64_t seed, std::uint64_t a, std::uint64_t b, float scale) {
   for (std::size_t i = 0; i < n; ++i) out[i] = scale * counter_uniform(seed, a, b, i);
@@ -40,14 +19,10 @@ Matrix<float> make_matrix(int rows, int cols, std::uint64_t seed, std::uint64_t 
   return m;
 }
 
-float fan_in_scale(int fan_in) { return std::sqrt(3.0f / static_cast<float>(fan_in)); }
-
 }  // namespace
 
 float counter_uniform(std::uint64_t seed, std::uint64_t a, std::uint64_t b, std::uint64_t c) {
-  std::uint64_t h = mix(seed ^ mix(a ^ mix(b ^ mix(c))));
-  // 24 random bits -> [-1, 1)
-  return static_cast<float>(static_cast<std::int64_t>(h >> 40) - (1ll << 23)) / static_cast<float>(1 << 23);
+  return synthetic::counter_uniform(seed, a, b, c);
 }
 
 std::vector<int> all_experts(const ModelConfig& config) {
@@ -58,18 +33,19 @@ std::vector<int> all_experts(const ModelConfig& config) {
 
 LayerWeights generate_layer_weights(const ModelConfig& c, std::uint64_t seed, int layer,
                                     const std::vector<int>& expert_ids) {
-  const std::uint64_t l = static_cast<std::uint64_t>(layer) << 8;
+  using namespace synthetic;
+  auto key = [layer](TensorId id) { return tensor_key(layer, id); };
   const int D = c.hidden_size, Din = c.expert_width(), I = c.moe_intermediate_size, R13 = c.w13_rows();
   LayerWeights w;
   // Router logits with a spread of about 1 so that top-k is decided by clear margins on most tokens.
-  w.router_weight = make_matrix(c.num_experts, D, seed, l | kRouterWeight, 2.0f * fan_in_scale(D));
+  w.router_weight = make_matrix(c.num_experts, D, seed, key(kRouterWeight), 2.0f * fan_in_scale(D));
   if (c.has_router_bias) {
     w.router_bias.resize(c.num_experts);
-    fill(w.router_bias.data(), w.router_bias.size(), seed, l | kRouterBias, 0, 0.5f);
+    fill(w.router_bias.data(), w.router_bias.size(), seed, key(kRouterBias), 0, 0.5f);
   }
   if (c.has_correction_bias) {
     w.correction_bias.resize(c.num_experts);
-    fill(w.correction_bias.data(), w.correction_bias.size(), seed, l | kCorrectionBias, 0, 0.1f);
+    fill(w.correction_bias.data(), w.correction_bias.size(), seed, key(kCorrectionBias), 0, 0.1f);
   }
   w.expert_ids = expert_ids;
   const std::size_t n = expert_ids.size();
@@ -82,21 +58,21 @@ LayerWeights generate_layer_weights(const ModelConfig& c, std::uint64_t seed, in
   }
   for (std::size_t j = 0; j < n; ++j) {
     const std::uint64_t e = static_cast<std::uint64_t>(expert_ids[j]);
-    fill(w.w13.data() + j * w13_size, w13_size, seed, l | kW13, e, fan_in_scale(Din));
-    fill(w.w2.data() + j * w2_size, w2_size, seed, l | kW2, e, fan_in_scale(I));
+    fill(w.w13.data() + j * w13_size, w13_size, seed, key(kW13), e, fan_in_scale(Din));
+    fill(w.w2.data() + j * w2_size, w2_size, seed, key(kW2), e, fan_in_scale(I));
     if (c.has_expert_bias) {
-      fill(w.b13.data() + j * R13, R13, seed, l | kB13, e, 0.5f * fan_in_scale(Din));
-      fill(w.b2.data() + j * Din, Din, seed, l | kB2, e, 0.5f * fan_in_scale(I));
+      fill(w.b13.data() + j * R13, R13, seed, key(kB13), e, 0.5f * fan_in_scale(Din));
+      fill(w.b2.data() + j * Din, Din, seed, key(kB2), e, 0.5f * fan_in_scale(I));
     }
   }
   if (c.has_shared()) {
-    w.shared_w13 = make_matrix(c.shared_w13_rows(), D, seed, l | kSharedW13, fan_in_scale(D));
-    w.shared_w2 = make_matrix(D, c.shared_intermediate_size, seed, l | kSharedW2,
+    w.shared_w13 = make_matrix(c.shared_w13_rows(), D, seed, key(kSharedW13), fan_in_scale(D));
+    w.shared_w2 = make_matrix(D, c.shared_intermediate_size, seed, key(kSharedW2),
                               fan_in_scale(c.shared_intermediate_size));
   }
   if (c.has_latent()) {
-    w.latent_down = make_matrix(c.latent_size, D, seed, l | kLatentDown, fan_in_scale(D));
-    w.latent_up = make_matrix(D, c.latent_size, seed, l | kLatentUp, fan_in_scale(c.latent_size));
+    w.latent_down = make_matrix(c.latent_size, D, seed, key(kLatentDown), fan_in_scale(D));
+    w.latent_up = make_matrix(D, c.latent_size, seed, key(kLatentUp), fan_in_scale(c.latent_size));
   }
   return w;
 }
@@ -125,7 +101,7 @@ LayerWeights slice_experts(const ModelConfig& c, const LayerWeights& full, const
 Matrix<float> generate_tokens(int num_tokens, int width, std::uint64_t seed, std::int64_t first_token) {
   Matrix<float> x(num_tokens, width);
   for (int t = 0; t < num_tokens; ++t)
-    fill(x.row(t), width, seed, 0xF00Dull, static_cast<std::uint64_t>(first_token + t), 1.0f);
+    fill(x.row(t), width, seed, synthetic::kTokens, static_cast<std::uint64_t>(first_token + t), 1.0f);
   return x;
 }
 

@@ -2,6 +2,7 @@
 // bias + activation, the weighted sum that writes unpadded rows, and the home-rank combine.
 #include <cmath>
 
+#include "../core/counter_rng.hpp"
 #include "check.cuh"
 #include "kernels.cuh"
 
@@ -261,25 +262,12 @@ __global__ void combine_sum_kernel(const bf16* __restrict__ back, int width, con
   }
 }
 
-// The generator of src/core/weights.cpp, bit for bit.
-__device__ __forceinline__ std::uint64_t mix(std::uint64_t z) {
-  z += 0x9e3779b97f4a7c15ull;
-  z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
-  z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
-  return z ^ (z >> 31);
-}
-__device__ __forceinline__ float counter_uniform(std::uint64_t seed, std::uint64_t a, std::uint64_t b,
-                                                 std::uint64_t c) {
-  const std::uint64_t h = mix(seed ^ mix(a ^ mix(b ^ mix(c))));
-  return static_cast<float>(static_cast<long long>(h >> 40) - (1ll << 23)) / static_cast<float>(1 << 23);
-}
-
 template <class T>
 __global__ void fill_counter_uniform_kernel(T* __restrict__ dst, int rows, int cols, std::size_t ld, std::uint64_t seed,
                                             std::uint64_t a, std::uint64_t b, float scale) {
   const std::size_t n = static_cast<std::size_t>(rows) * cols;
   for (std::size_t i = blockIdx.x * std::size_t(blockDim.x) + threadIdx.x; i < n; i += std::size_t(gridDim.x) * blockDim.x) {
-    const float v = __fmul_rn(scale, counter_uniform(seed, a, b, i));
+    const float v = __fmul_rn(scale, synthetic::counter_uniform(seed, a, b, i));
     const std::size_t r = i / cols, c = i % cols;
     if constexpr (sizeof(T) == 2)
       dst[r * ld + c] = __float2bfloat16(v);
