@@ -4,6 +4,8 @@
 # CLI, the checkpoint I/O, and the GPU tests (these skip with code 77 where no GPU is visible).
 #   EPMOE_BUILD_DIR   build folder (default: build-test)
 #   EPMOE_SANITIZE=1  also build with AddressSanitizer and run the tests labelled 'asan' there (CI does)
+#   EPMOE_PARALLEL_HDF5=1  also build against the Open MPI build of HDF5 (MPI-IO collective reads) and run the
+#                          checkpoint I/O tests there (CI does)
 set -euo pipefail
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 build=${EPMOE_BUILD_DIR:-$root/build-test}
@@ -20,4 +22,20 @@ if [ "${EPMOE_SANITIZE:-0}" = "1" ]; then
         -DEPMOE_WITH_CUDA=OFF
   cmake --build "$build-asan" -j "$jobs"
   ASAN_OPTIONS=detect_leaks=0 ctest --test-dir "$build-asan" --output-on-failure -L asan
+fi
+
+if [ "${EPMOE_PARALLEL_HDF5:-0}" = "1" ]; then
+  echo "# parallel HDF5 build (MPI-IO collective reads): tests labelled 'io'"
+  if ! dpkg-query -W -f='${Status}' libhdf5-openmpi-dev 2>/dev/null | grep -q "install ok installed"; then
+    SUDO=""
+    [ "$(id -u)" -ne 0 ] && SUDO="sudo"
+    $SUDO apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends libhdf5-openmpi-dev >/dev/null
+  fi
+  cmake -S "$root" -B "$build-phdf5" -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo -DEPMOE_WERROR=ON \
+        -DHDF5_PREFER_PARALLEL=ON -DEPMOE_WITH_CUDA=OFF
+  grep -q "^HDF5_C_LIBRARY_hdf5:FILEPATH=.*openmpi" "$build-phdf5/CMakeCache.txt" ||
+    { echo "test.sh: CMake did not select the parallel HDF5" >&2; exit 1; }
+  cmake --build "$build-phdf5" -j "$jobs"
+  ctest --test-dir "$build-phdf5" --output-on-failure -L io -j "$jobs"
 fi
