@@ -44,8 +44,7 @@ out=$results/scaling.jsonl
 run_one() {  # sweep ranks tokens_per_rank
   local sweep=$1 n=$2 t=$3
   shift 3
-  local json
-  json=$(mktemp -u "$results/.bench-XXXXXX.json")
+  local json="$results/.bench-$$-$sweep-$n-$t.json"  # one per run of this script; removed after appending
   local args=(bench -b "$t" -e "$t" -n "$iters" -w "$warmup" --preset "$preset" --mode "$mode" -J "$json" "$@")
   if [ "$dry" -eq 1 ]; then
     bash "$root/launch/local.sh" --dry-run -n "$n" -- "${args[@]}"

@@ -60,8 +60,8 @@ std::vector<int> sweep(const BenchOptions& b) {
 }
 
 // Bytes this rank sends to other ranks in the dispatch (rows * Din * element size) and the global expert FLOPs.
-void traffic(const RunSetup& s, const Matrix<int>& ids, const ExpertPlacement& placement, int element_bytes,
-             const MpiComm& comm, Row& row) {
+void traffic(const RunSetup& s, const UnpadPlan& plan, const Matrix<int>& ids, const ExpertPlacement& placement,
+             int element_bytes, const MpiComm& comm, Row& row) {
   const int K = s.model.top_k, me = comm.rank();
   long remote_rows = 0;
   std::vector<char> dest(comm.size());
@@ -74,7 +74,6 @@ void traffic(const RunSetup& s, const Matrix<int>& ids, const ExpertPlacement& p
   const bool alltoall = s.parallel.mode == Mode::AllToAll;
   // Per rank, averaged over ranks (nccl-tests' algbw convention: bytes a rank sends / time).
   row.dispatch_bytes = alltoall ? comm.sum(static_cast<double>(remote_rows) * Din * element_bytes) / comm.size() : 0;
-  const UnpadPlan plan = make_unpad_plan(s.model, s.parallel, comm.size());
   row.combine_bytes = alltoall ? row.dispatch_bytes
                                : (comm.size() > 1 ? static_cast<double>(ids.rows()) * plan.reduce_width * element_bytes : 0);
   const double pairs = alltoall ? comm.sum(static_cast<double>(ids.rows()) * K) : static_cast<double>(ids.rows()) * K;
@@ -227,7 +226,7 @@ int cmd_bench(const Args& args, const MpiComm& comm) {
     } local{mine.total * per, comm.rank()}, slowest{0, 0};
     EPMOE_MPI_CHECK(MPI_Allreduce(&local, &slowest, 1, MPI_DOUBLE_INT, MPI_MAXLOC, comm.handle()));
     row.slowest_rank = slowest.r;
-    traffic(s, layer.last_routing().ids, placement, element_bytes, comm, row);
+    traffic(s, layer.plan(), layer.last_routing().ids, placement, element_bytes, comm, row);
     measure_ceilings(s, T, comm, row);
     if (b.check) {
       const VerifyOutcome v = verify_layer_collectively(s, 0, x, y, layer.last_routing().ids, comm,
