@@ -3,7 +3,8 @@
 # compute-sanitizer memcheck at 1 and 2 ranks, and the benchmarks; full logs under $OUT (or ./gpu-check-out), a short
 # table last.
 #   launch/gpu-check.sh [all|tests|sanitize|bench|quick]...   (default: all)
-# Environment: BENCH_PRESETS, BENCH_TOKENS, BENCH_RANKS override the benchmark matrix; BUILD_DIR the build folder.
+# Environment: BENCH_PRESETS, BENCH_TOKENS, BENCH_RANKS, BENCH_STREAMS, BENCH_GEMM (auto batched streams: the
+# EPMOE_CUDA_EXPERT_GEMM values to compare) override the benchmark matrix; BUILD_DIR the build folder.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 OUT=${OUT:-$PWD/gpu-check-out}
@@ -68,21 +69,26 @@ fi
 
 if has bench; then
   RANKS=${BENCH_RANKS:-$NGPU}
+  for gemm in ${BENCH_GEMM:-auto}; do
   for streams in ${BENCH_STREAMS:-4}; do
   for preset in ${BENCH_PRESETS:-deepseek-v3 qwen3-30b-a3b gpt-oss-120b}; do
     for tokens in ${BENCH_TOKENS:-4096 128}; do
-      tag="${preset}_${tokens}_np${RANKS}_s${streams}"
+      tag="${preset}_${tokens}_np${RANKS}_s${streams}_${gemm}"
       log="$LOGS/bench_$tag.log"
-      EPMOE_CUDA_GEMM_STREAMS=$streams mpi "$RANKS" -x EPMOE_CUDA_GEMM_STREAMS $BIN/epmoe_cuda_bench --preset "$preset" \
+      EPMOE_CUDA_GEMM_STREAMS=$streams EPMOE_CUDA_EXPERT_GEMM=$gemm mpi "$RANKS" -x EPMOE_CUDA_GEMM_STREAMS \
+        -x EPMOE_CUDA_EXPERT_GEMM $BIN/epmoe_cuda_bench --preset "$preset" \
         --tokens "$tokens" --iters 20 --warmup 5 --json "$LOGS/bench_$tag.json" >"$log" 2>&1 \
         || note "bench $tag FAILED"
-      { echo "## $preset, $tokens tokens/rank, $RANKS ranks, EPMOE_CUDA_GEMM_STREAMS=$streams"
+      { echo "## $preset, $tokens tokens/rank, $RANKS ranks, EPMOE_CUDA_GEMM_STREAMS=$streams EPMOE_CUDA_EXPERT_GEMM=$gemm"
         grep -v "^# rank [1-9]" "$log"; } >>"$OUT/bench.txt"
       cat "$LOGS/bench_$tag.json" >>"$OUT/bench.jsonl" 2>/dev/null
-      printf '%-14s %5s tok  np=%s s=%-2s total %8s ms  experts %8s ms (%s of dense)\n' "$preset" "$tokens" "$RANKS" \
-        "$streams" "$(awk '$1=="total"{print $2}' "$log")" "$(awk '$1=="experts"{print $2}' "$log")" \
-        "$(awk '$1=="experts"{print $7"%"}' "$log")" >>"$SUMMARY"
+      field() { awk -v p="$1" -v c="$2" '$1==p{print $c}' "$log"; }
+      printf '%-14s %5s tok np=%s %-7s total %7s ms | experts %7s ms %4s%% | dispatch %6s ms %4s%% (a2a %4s%%) | combine %6s ms %4s%% (a2a %4s%%)\n' \
+        "$preset" "$tokens" "$RANKS" "$gemm" "$(field total 2)" "$(field experts 2)" "$(field experts 7)" \
+        "$(field dispatch 2)" "$(field dispatch 7)" "$(field dispatch_a2a 7)" "$(field combine 2)" \
+        "$(field combine 7)" "$(field combine_a2a 7)" >>"$SUMMARY"
     done
+  done
   done
   done
 fi

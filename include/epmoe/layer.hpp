@@ -15,6 +15,9 @@ namespace epmoe {
 // Seconds spent in each phase of the forward passes since the last reset(), this rank only.
 struct PhaseTimes {
   double route = 0, dispatch = 0, experts = 0, combine = 0, shared = 0, latent = 0, total = 0;
+  // Parts of dispatch and combine: the payload all-to-all alone (rows, and the pair metadata of the dispatch),
+  // without the layout, the pack, the count exchange or the home-rank sum. Zero in allreduce mode.
+  double dispatch_exchange = 0, combine_exchange = 0;
   void reset() { *this = PhaseTimes{}; }
 };
 

@@ -156,7 +156,10 @@ Batch CpuStages::dispatch(const Rows& xr, const Routing& routing) {
     send_counts[r] = b.rows_to[r] * width;
     recv_counts[r] = b.rows_from[r] * width;
   }
-  comm_.alltoallv(send, send_counts, recv, recv_counts);
+  {
+    ScopedTimer exchange(times_.dispatch_exchange);
+    comm_.alltoallv(send, send_counts, recv, recv_counts);
+  }
   // Unpack rows and pairs.
   b.rows = Matrix<float>(received, Din);
   b.pair_offsets.assign(1, 0);
@@ -246,7 +249,10 @@ Matrix<float> CpuStages::combine(const Rows& partial, const Batch& batch) {
     recv_counts[r] = batch.rows_to[r] * Din;
   }
   Rows back(static_cast<int>(batch.sent_token.size()), Din);
-  comm_.alltoallv(partial, send_counts, back, recv_counts);
+  {
+    ScopedTimer exchange(times_.combine_exchange);
+    comm_.alltoallv(partial, send_counts, back, recv_counts);
+  }
   Rows routed(batch.home_tokens, Din);
   for (int i = 0; i < back.rows(); ++i) {
     float* dst = routed.row(batch.sent_token[i]);

@@ -18,20 +18,25 @@ PhaseClock::PhaseClock(PhaseTimes& times) : times_(times) {
   for (int i = 0; i < 64; ++i) events_.emplace_back(true);
 }
 
-void PhaseClock::begin(double PhaseTimes::*phase, cudaStream_t stream) {
+int PhaseClock::begin(double PhaseTimes::*phase, cudaStream_t stream) {
   EPMOE_ASSERT(2 * used_ + 1 < static_cast<int>(events_.size()), "too many timed phases in one forward");
-  phases_.resize(used_ + 1);
-  phases_[used_] = phase;
-  events_[2 * used_].record(stream);
+  const int slot = used_++;
+  phases_.resize(used_);
+  ended_.resize(used_);
+  phases_[slot] = phase;
+  ended_[slot] = 0;
+  events_[2 * slot].record(stream);
+  return slot;
 }
 
-void PhaseClock::end(cudaStream_t stream) {
-  events_[2 * used_ + 1].record(stream);
-  ++used_;
+void PhaseClock::end(int slot, cudaStream_t stream) {
+  events_[2 * slot + 1].record(stream);
+  ended_[slot] = 1;
 }
 
 void PhaseClock::collect() {
-  for (int i = 0; i < used_; ++i) times_.*phases_[i] += elapsed_seconds(events_[2 * i], events_[2 * i + 1]);
+  for (int i = 0; i < used_; ++i)
+    if (ended_[i]) times_.*phases_[i] += elapsed_seconds(events_[2 * i], events_[2 * i + 1]);
   used_ = 0;
 }
 
@@ -39,16 +44,16 @@ namespace {
 // Times one stage: begin at construction, end at scope exit (only on success; a throw abandons the forward).
 class StageTimer {
  public:
-  StageTimer(PhaseClock& clock, double PhaseTimes::*phase, cudaStream_t stream) : clock_(clock), stream_(stream) {
-    clock_.begin(phase, stream);
-  }
+  StageTimer(PhaseClock& clock, double PhaseTimes::*phase, cudaStream_t stream)
+      : clock_(clock), stream_(stream), slot_(clock.begin(phase, stream)) {}
   ~StageTimer() {
-    if (std::uncaught_exceptions() == 0) clock_.end(stream_);
+    if (std::uncaught_exceptions() == 0) clock_.end(slot_, stream_);
   }
 
  private:
   PhaseClock& clock_;
   cudaStream_t stream_;
+  int slot_;
 };
 }  // namespace
 
@@ -85,6 +90,8 @@ CudaStages::CudaStages(const ModelConfig& model, const UnpadPlan& plan, Placemen
   counts_send_ = DeviceBuffer<int>(count_entries, "counts_send");
   counts_recv_ = DeviceBuffer<int>(count_entries, "counts_recv");
   local_counts_ = DeviceBuffer<int>(std::max(1, max_local_), "local_counts");
+  expert_offsets_ = DeviceBuffer<int>(max_local_ + 1, "expert_offsets");
+  offsets_host_.reserve(max_local_ + 1);
   counts_host_.reserve(2 * count_entries);
   reserve_tokens(max_tokens);
 }
@@ -132,10 +139,14 @@ void CudaStages::reserve_tokens(int tokens) {
   sorted_keys_.reserve(rows * K, false);
   sorted_slots_.reserve(rows * K, false);
   pair_pos_.reserve(rows * K, false);
-  x_sorted_.reserve(pairs * Dp, false);
-  h_.reserve(pairs * R13, false);
-  a_.reserve(pairs * I, false);
-  y_.reserve(pairs * Dp, false);
+  // The experts' GEMM rows: the pairs with room for the padded layout (ExpertGemm: up to 25% padding, or 128 rows
+  // per expert).
+  const std::size_t gemm_rows = std::max(with_headroom(pairs), static_cast<std::size_t>(weights_.num_local) * 128);
+  if (x_sorted_.reserve(gemm_rows * Dp, false))
+    EPMOE_CUDA_CHECK(cudaMemset(x_sorted_.data(), 0, x_sorted_.bytes()));  // padding rows read defined zeros
+  h_.reserve(gemm_rows * R13, false);
+  a_.reserve(gemm_rows * I, false);
+  y_.reserve(gemm_rows * Dp, false);
   cub_temp_.reserve(cub_temp_bytes(static_cast<int>(R * T), static_cast<int>(rows * K), weights_.num_local), false);
   x_f32_.set_name("x_f32");
   recv_rows_.set_name("recv_rows");
@@ -196,9 +207,10 @@ CudaStages::Routing CudaStages::route(const Rows& x) {
   if (plan_.shape.mode == Mode::AllToAll && model_.has_shared()) {
     input_ready_.record(stream());
     EPMOE_CUDA_CHECK(cudaStreamWaitEvent(side_stream_.get(), input_ready_.get(), 0));
-    clock_.begin(&PhaseTimes::shared, side_stream_.get());
-    run_shared_expert(x, shared_out_.data(), side_cublas_.get(), side_stream_.get());
-    clock_.end(side_stream_.get());
+    {
+      StageTimer shared(clock_, &PhaseTimes::shared, side_stream_.get());
+      run_shared_expert(x, shared_out_.data(), side_cublas_.get(), side_stream_.get());
+    }
     shared_ready_.record(side_stream_.get());
     shared_in_flight_ = true;
   }
@@ -255,18 +267,21 @@ CudaStages::Batch CudaStages::dispatch(const Rows& xr, const Routing& routing) {
                  s);
   exclusive_scan(flags_.data(), positions_.data(), R * T, cub_temp_, s);
   rank_row_counts(flags_.data(), positions_.data(), T, R, max_local_, counts_send_.data(), s);
-  pack_dispatch(xr.data, Din, routing.ids, routing.weights, T, K, owner_.data(), local_.data(), R, flags_.data(),
-                positions_.data(), send_rows_.data(), send_meta_.data(), s);
-  // The count exchange: the one host synchronization of the layer.
+  // The count exchange: the one host synchronization of the layer. The pack is queued behind it and runs while the
+  // host waits for the counts and prepares the payload exchange.
   const std::vector<std::size_t> per_rank(R, static_cast<std::size_t>(stride));
-  nccl_.alltoallv_group(std::vector<NcclComm::Exchange>{make_exchange(counts_send_.contiguous_const(R * stride), counts_recv_.contiguous(R * stride),
-                                       per_rank, per_rank)},
+  nccl_.alltoallv_group(std::vector<NcclComm::Exchange>{make_exchange(counts_send_.contiguous_const(R * stride),
+                                                                      counts_recv_.contiguous(R * stride), per_rank,
+                                                                      per_rank)},
                         s);
   EPMOE_CUDA_CHECK(cudaMemcpyAsync(counts_host_.data(), counts_send_.data(), R * stride * sizeof(int),
                                    cudaMemcpyDeviceToHost, s));
   EPMOE_CUDA_CHECK(cudaMemcpyAsync(counts_host_.data() + R * stride, counts_recv_.data(), R * stride * sizeof(int),
                                    cudaMemcpyDeviceToHost, s));
-  EPMOE_CUDA_CHECK(cudaStreamSynchronize(s));
+  counts_ready_.record(s);
+  pack_dispatch(xr.data, Din, routing.ids, routing.weights, T, K, owner_.data(), local_.data(), R, flags_.data(),
+                positions_.data(), send_rows_.data(), send_meta_.data(), s);
+  EPMOE_CUDA_CHECK(cudaEventSynchronize(counts_ready_.get()));
   const int* sent = counts_host_.data();
   const int* got = counts_host_.data() + R * stride;
 
@@ -294,12 +309,16 @@ CudaStages::Batch CudaStages::dispatch(const Rows& xr, const Routing& routing) {
     meta_send[r] = b.rows_to[r] * 2 * K;
     meta_recv[r] = b.rows_from[r] * 2 * K;
   }
-  nccl_.alltoallv_group(
-      std::vector<NcclComm::Exchange>{make_exchange(send_rows_.contiguous_const(sent_rows * Din), recv_rows_.contiguous(received * Din), row_send,
-                     row_recv),
-       make_exchange(send_meta_.contiguous_const(sent_rows * 2 * K), recv_meta_.contiguous(received * 2 * K),
-                     meta_send, meta_recv)},
-      s);
+  {
+    StageTimer exchange(clock_, &PhaseTimes::dispatch_exchange, s);
+    nccl_.alltoallv_group(
+        std::vector<NcclComm::Exchange>{
+            make_exchange(send_rows_.contiguous_const(sent_rows * Din), recv_rows_.contiguous(received * Din),
+                          row_send, row_recv),
+            make_exchange(send_meta_.contiguous_const(sent_rows * 2 * K), recv_meta_.contiguous(received * 2 * K),
+                          meta_send, meta_recv)},
+        s);
+  }
   b.rows = Rows{recv_rows_.data(), static_cast<int>(received), Din};
   b.meta = recv_meta_.data();
   last_dispatch_bytes = sent_rows * (Din * sizeof(bf16) + 2 * K * sizeof(int));
@@ -354,24 +373,39 @@ CudaStages::Rows CudaStages::experts(const Batch& batch) {
     sorted_slots_.reserve(grown);
     pair_pos_.reserve(grown);
   }
-  if (x_sorted_.size() < static_cast<std::size_t>(pairs) * Dp) {
-    const std::size_t grown = with_headroom(pairs);
+  // The GEMMs' row layout: padded (one batched GEMM over the experts) or compact (per-expert GEMMs).
+  const int per_expert = expert_gemm_->rows_per_expert(batch.expert_offsets);
+  const std::size_t gemm_rows = per_expert > 0 ? static_cast<std::size_t>(per_expert) * n : pairs;
+  if (x_sorted_.size() < gemm_rows * Dp) {
+    const std::size_t grown = with_headroom(gemm_rows);
     x_sorted_.reserve(grown * Dp);
     h_.reserve(grown * R13);
     a_.reserve(grown * I);
     y_.reserve(grown * Dp);
+    // The padded layout computes rows past each expert's pairs; give them defined (zero) inputs once.
+    EPMOE_CUDA_CHECK(cudaMemsetAsync(x_sorted_.data(), 0, x_sorted_.bytes(), s));
+  }
+  ExpertRows layout;
+  if (per_expert > 0) {
+    // The host's offsets are free to overwrite: the previous copy finished before this layer's count exchange.
+    std::copy(batch.expert_offsets.begin(), batch.expert_offsets.end(), offsets_host_.data());
+    EPMOE_CUDA_CHECK(cudaMemcpyAsync(expert_offsets_.data(), offsets_host_.data(), (n + 1) * sizeof(int),
+                                     cudaMemcpyHostToDevice, s));
+    layout = ExpertRows{sorted_keys_.data(), expert_offsets_.data(), per_expert};
   }
   // Pairs ordered by local expert, stable (row order within an expert); unused slots sort last.
   pair_sort_keys(batch.meta, N, K, n, sort_keys_.data(), sort_values_.data(), s);
   sort_pairs(sort_keys_.data(), sorted_keys_.data(), sort_values_.data(), sorted_slots_.data(),
              static_cast<int>(slots), n, cub_temp_, s);
   // Pad on entry: the GEMMs see width Dp with zero lanes beyond Din.
-  gather_sorted(batch.rows.data, Din, Dp, sorted_slots_.data(), pairs, K, x_sorted_.data(), pair_pos_.data(), s);
-  expert_gemm_->grouped_linear(batch.expert_offsets, R13, Dp, x_sorted_.data(), Dp, weights_.w13.data(), Dp,
-                               h_.data(), R13);
-  bias_activation(h_.data(), pairs, R13, I, weights_.b13.size() ? weights_.b13.data() : nullptr, sorted_keys_.data(),
-                  act_, a_.data(), s);
-  expert_gemm_->grouped_linear(batch.expert_offsets, Dp, I, a_.data(), I, weights_.w2.data(), I, y_.data(), Dp);
+  gather_sorted(batch.rows.data, Din, Dp, sorted_slots_.data(), pairs, K, layout, x_sorted_.data(), pair_pos_.data(),
+                s);
+  expert_gemm_->grouped_linear(batch.expert_offsets, per_expert, R13, Dp, x_sorted_.data(), Dp, weights_.w13.data(),
+                               Dp, h_.data(), R13);
+  bias_activation(h_.data(), static_cast<int>(gemm_rows), R13, I, weights_.b13.size() ? weights_.b13.data() : nullptr,
+                  sorted_keys_.data(), per_expert, act_, a_.data(), s);
+  expert_gemm_->grouped_linear(batch.expert_offsets, per_expert, Dp, I, a_.data(), I, weights_.w2.data(), I,
+                               y_.data(), Dp);
   // The trim: the weighted sum reads padded rows and writes contiguous rows of width Din.
   weighted_sum(y_.data(), Dp, pair_pos_.data(), batch.meta, N, K, Din,
                weights_.b2.size() ? weights_.b2.data() : nullptr, model_.routed_scaling_factor, out, s);
@@ -390,8 +424,12 @@ CudaStages::Rows CudaStages::combine(const Rows& partial, const Batch& batch) {
     sent_back += send[r];
     coming_back += recv[r];
   }
-  nccl_.alltoallv_group(std::vector<NcclComm::Exchange>{make_exchange(partial_.contiguous_const(sent_back), back_.contiguous(coming_back), send, recv)},
-                        stream());
+  {
+    StageTimer exchange(clock_, &PhaseTimes::combine_exchange, stream());
+    nccl_.alltoallv_group(std::vector<NcclComm::Exchange>{make_exchange(partial_.contiguous_const(sent_back),
+                                                                        back_.contiguous(coming_back), send, recv)},
+                          stream());
+  }
   combine_sum(back_.data(), Din, flags_.data(), positions_.data(), T, R, routed_.data(), stream());
   last_combine_bytes = sent_back * sizeof(bf16);
   return Rows{routed_.data(), T, Din};
@@ -410,7 +448,7 @@ void CudaStages::run_shared_expert(const Rows& x, bf16* out, cublasHandle_t hand
   const int T = x.rows, D = model_.hidden_size, inter = weights_.shared_inter;
   const int rows13 = (model_.gated() ? 2 : 1) * inter;
   linear_bf16(handle, T, rows13, D, x.data, D, weights_.shared_w13.data(), D, shared_h_.data(), rows13);
-  bias_activation(shared_h_.data(), T, rows13, inter, nullptr, nullptr, act_, shared_a_.data(), stream);
+  bias_activation(shared_h_.data(), T, rows13, inter, nullptr, nullptr, 0, act_, shared_a_.data(), stream);
   linear_bf16(handle, T, D, inter, shared_a_.data(), inter, weights_.shared_w2.data(), inter, out, D);
 }
 

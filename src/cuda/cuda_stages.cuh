@@ -43,18 +43,21 @@ struct DeviceBatch {
   std::vector<std::size_t> rows_from, rows_to;  // alltoall: rows received from / sent to each rank
 };
 
-// Records (phase, start, stop) event pairs on the stream; collect() adds the elapsed times once the stream is done.
+// Records (phase, start, stop) event pairs on a stream; collect() adds the elapsed times once the stream is done.
+// Phases may nest (a part of a stage, such as the dispatch's payload exchange): begin() returns the slot that end()
+// closes. A slot begun but never ended (a throw abandoned the forward) is dropped.
 class PhaseClock {
  public:
   explicit PhaseClock(PhaseTimes& times);
-  void begin(double PhaseTimes::*phase, cudaStream_t stream);
-  void end(cudaStream_t stream);
+  int begin(double PhaseTimes::*phase, cudaStream_t stream);
+  void end(int slot, cudaStream_t stream);
   void collect();  // after the stream has been synchronized
 
  private:
   PhaseTimes& times_;
   std::vector<Event> events_;
   std::vector<double PhaseTimes::*> phases_;
+  std::vector<char> ended_;
   int used_ = 0;
 };
 
@@ -114,7 +117,7 @@ class CudaStages {
   std::unique_ptr<ExpertGemm> expert_gemm_;
   Stream side_stream_;
   CublasHandle side_cublas_;
-  Event input_ready_{false}, shared_ready_{false};
+  Event input_ready_{false}, shared_ready_{false}, counts_ready_{false};
   bool shared_in_flight_ = false;
   PhaseClock clock_;
   ActivationParams act_;
@@ -134,7 +137,9 @@ class CudaStages {
   DeviceBuffer<int> counts_send_, counts_recv_, local_counts_;
   PinnedBuffer<int> counts_host_;
   DeviceBuffer<int> sort_keys_, sort_values_, sorted_keys_, sorted_slots_, pair_pos_;
-  DeviceBuffer<bf16> x_sorted_, h_, a_, y_;
+  DeviceBuffer<bf16> x_sorted_, h_, a_, y_;  // the experts' GEMM rows, in the layout ExpertGemm chose
+  DeviceBuffer<int> expert_offsets_;          // [max_local + 1] for the padded layout
+  PinnedBuffer<int> offsets_host_;
   DeviceBuffer<unsigned char> cub_temp_;
 };
 

@@ -1,6 +1,7 @@
 #include <algorithm>
 #include <cstdlib>
 #include <numeric>
+#include <string>
 
 #include "check.cuh"
 #include "gemm.cuh"
@@ -38,6 +39,25 @@ void grouped_linear_bf16(cublasHandle_t handle, const std::vector<int>& offsets,
   }
 }
 
+void batched_linear_bf16(cublasHandle_t handle, int batch, int m, int n, int k, const bf16* x, int ldx,
+                         long long stride_x, const bf16* w, int ldw, long long stride_w, bf16* out, int ldo,
+                         long long stride_out) {
+  if (batch == 0 || m == 0 || n == 0) return;
+  const float alpha = 1.0f, beta = 0.0f;
+  EPMOE_CUBLAS_CHECK(cublasGemmStridedBatchedEx(handle, CUBLAS_OP_T, CUBLAS_OP_N, n, m, k, &alpha, w, CUDA_R_16BF,
+                                                ldw, stride_w, x, CUDA_R_16BF, ldx, stride_x, &beta, out, CUDA_R_16BF,
+                                                ldo, stride_out, batch, CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT));
+}
+
+ExpertGemmMode expert_gemm_mode_from_env() {
+  const char* v = std::getenv("EPMOE_CUDA_EXPERT_GEMM");
+  const std::string s = v ? v : "auto";
+  if (s == "auto") return ExpertGemmMode::Auto;
+  if (s == "batched") return ExpertGemmMode::Batched;
+  if (s == "streams") return ExpertGemmMode::Streams;
+  EPMOE_THROW(ErrorKind::Usage, "EPMOE_CUDA_EXPERT_GEMM must be auto, batched or streams, found '", s, "'");
+}
+
 int gemm_streams_from_env() {
   static const int streams = [] {
     const char* v = std::getenv("EPMOE_CUDA_GEMM_STREAMS");
@@ -48,7 +68,8 @@ int gemm_streams_from_env() {
   return streams;
 }
 
-ExpertGemm::ExpertGemm(cublasHandle_t main_handle, cudaStream_t stream) : main_handle_(main_handle), stream_(stream) {
+ExpertGemm::ExpertGemm(cublasHandle_t main_handle, cudaStream_t stream)
+    : mode_(expert_gemm_mode_from_env()), main_handle_(main_handle), stream_(stream) {
   const int lanes = gemm_streams_from_env();
   if (lanes == 1) return;
   for (int i = 0; i < lanes; ++i) {
@@ -59,8 +80,26 @@ ExpertGemm::ExpertGemm(cublasHandle_t main_handle, cudaStream_t stream) : main_h
   }
 }
 
-void ExpertGemm::grouped_linear(const std::vector<int>& offsets, int n, int k, const bf16* x, int ldx, const bf16* w,
-                                int ldw, bf16* out, int ldo) {
+int ExpertGemm::rows_per_expert(const std::vector<int>& offsets) const {
+  const int experts = static_cast<int>(offsets.size()) - 1;
+  if (mode_ == ExpertGemmMode::Streams || experts < 1) return 0;
+  int largest = 0;
+  for (int j = 0; j < experts; ++j) largest = std::max(largest, offsets[j + 1] - offsets[j]);
+  if (largest == 0) return 0;
+  if (mode_ == ExpertGemmMode::Batched) return largest;
+  const long long padded_rows = static_cast<long long>(largest) * experts, pairs = offsets.back();
+  return (experts > 1 && (4 * padded_rows <= 5 * pairs || largest <= 128)) ? largest : 0;
+}
+
+void ExpertGemm::grouped_linear(const std::vector<int>& offsets, int rows_per_expert, int n, int k, const bf16* x,
+                                int ldx, const bf16* w, int ldw, bf16* out, int ldo) {
+  if (rows_per_expert > 0) {
+    const int experts = static_cast<int>(offsets.size()) - 1;
+    batched_linear_bf16(main_handle_, experts, rows_per_expert, n, k, x, ldx,
+                        static_cast<long long>(rows_per_expert) * ldx, w, ldw, static_cast<long long>(n) * ldw, out,
+                        ldo, static_cast<long long>(rows_per_expert) * ldo);
+    return;
+  }
   if (streams_.empty()) {
     grouped_linear_bf16(main_handle_, offsets, n, k, x, ldx, w, ldw, out, ldo);
     return;

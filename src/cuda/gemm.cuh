@@ -25,18 +25,41 @@ void linear_f32(cublasHandle_t handle, int m, int n, int k, const float* x, int 
 void grouped_linear_bf16(cublasHandle_t handle, const std::vector<int>& offsets, int n, int k, const bf16* x, int ldx,
                          const bf16* w, int ldw, bf16* out, int ldo);
 
-// The grouped GEMM of the experts: one cuBLAS GEMM per expert, spread over `lanes` streams (largest experts first,
-// each to the least loaded lane) so that small per-expert GEMMs run concurrently and fill the SMs. Ordered after the
-// work queued on `stream` before the call and before the work queued after it. lanes = 1 runs on `stream` itself.
-// The number of lanes comes from EPMOE_CUDA_GEMM_STREAMS (default 4).
+// `batch` GEMMs of one shape in one cuBLAS call: out_b = x_b . w_b^T with x_b = x + b * stride_x (elements), and so
+// on for w and out.
+void batched_linear_bf16(cublasHandle_t handle, int batch, int m, int n, int k, const bf16* x, int ldx,
+                         long long stride_x, const bf16* w, int ldw, long long stride_w, bf16* out, int ldo,
+                         long long stride_out);
+
+// How the experts' GEMMs run (EPMOE_CUDA_EXPERT_GEMM = auto | batched | streams):
+//   batched: the padded layout (kernels.cuh, ExpertRows): every local expert gets rows_per_expert = the largest
+//            expert's pair count, and each GEMM of the experts is one cublasGemmStridedBatchedEx over all of them.
+//            Near the dense rate when the experts' counts are close (balanced routing), at the price of the padding
+//            rows' arithmetic.
+//   streams:  the compact layout, one cublasGemmEx per expert spread over EPMOE_CUDA_GEMM_STREAMS streams.
+//   auto:     batched when the padding adds at most 25% rows, or when the largest expert has at most 128 pairs
+//            (one tile row of the GEMM: padding costs nothing there, launches and weight reads dominate); else streams.
+enum class ExpertGemmMode { Auto, Batched, Streams };
+ExpertGemmMode expert_gemm_mode_from_env();
+
+// The grouped GEMM of the experts. Streams form: one cuBLAS GEMM per expert, spread over `lanes` streams (largest
+// experts first, each to the least loaded lane) so that small per-expert GEMMs run concurrently and fill the SMs.
+// Ordered after the work queued on `stream` before the call and before the work queued after it. lanes = 1 runs
+// on `stream` itself. The number of lanes comes from EPMOE_CUDA_GEMM_STREAMS (default 4).
 class ExpertGemm {
  public:
   ExpertGemm(cublasHandle_t main_handle, cudaStream_t stream);
-  void grouped_linear(const std::vector<int>& offsets, int n, int k, const bf16* x, int ldx, const bf16* w, int ldw,
-                      bf16* out, int ldo);
+  // The layout for these per-expert pair offsets (host, [n + 1]): rows_per_expert of the padded layout, or 0 for the
+  // compact one.
+  int rows_per_expert(const std::vector<int>& offsets) const;
+  // x, out: rows in the layout that rows_per_expert() chose (rows_per_expert = its result).
+  void grouped_linear(const std::vector<int>& offsets, int rows_per_expert, int n, int k, const bf16* x, int ldx,
+                      const bf16* w, int ldw, bf16* out, int ldo);
   int lanes() const { return static_cast<int>(streams_.size()) > 0 ? static_cast<int>(streams_.size()) : 1; }
+  ExpertGemmMode mode() const { return mode_; }
 
  private:
+  ExpertGemmMode mode_;
   cublasHandle_t main_handle_;
   cudaStream_t stream_;
   std::vector<std::unique_ptr<Stream>> streams_;

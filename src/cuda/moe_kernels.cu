@@ -156,14 +156,19 @@ __global__ void pair_sort_keys_kernel(const int* __restrict__ meta, int N, int K
 
 // One block per sorted pair.
 __global__ void gather_sorted_kernel(const bf16* __restrict__ rows, int width, int padded,
-                                     const int* __restrict__ sorted_slots, int K, bf16* __restrict__ x_sorted,
-                                     int* __restrict__ pair_pos) {
+                                     const int* __restrict__ sorted_slots, int K, ExpertRows layout,
+                                     bf16* __restrict__ x_sorted, int* __restrict__ pair_pos) {
   const int i = blockIdx.x;
   const int slot = sorted_slots[i];
-  bf16* dst = x_sorted + static_cast<std::size_t>(i) * padded;
+  int r = i;
+  if (layout.rows_per_expert > 0) {
+    const int e = layout.sorted_expert[i];
+    r = e * layout.rows_per_expert + (i - layout.offsets[e]);
+  }
+  bf16* dst = x_sorted + static_cast<std::size_t>(r) * padded;
   copy_row(dst, rows + static_cast<std::size_t>(slot / K) * width, width);
   for (int c = width + threadIdx.x; c < padded; c += blockDim.x) dst[c] = __float2bfloat16(0.0f);
-  if (threadIdx.x == 0) pair_pos[slot] = i;
+  if (threadIdx.x == 0) pair_pos[slot] = r;
 }
 
 __device__ __forceinline__ float activate(const ActivationParams& p, float gate, float up) {
@@ -186,7 +191,7 @@ __device__ __forceinline__ float activate(const ActivationParams& p, float gate,
 template <int V>
 __global__ void bias_activation_kernel(const bf16* __restrict__ h, int rows, int h_cols, int inter,
                                        const float* __restrict__ bias, const int* __restrict__ sorted_expert,
-                                       ActivationParams act, bf16* __restrict__ a) {
+                                       int rows_per_expert, ActivationParams act, bf16* __restrict__ a) {
   const bool gated = act.kind != Activation::Relu2;
   const std::size_t per_row = inter / V;
   const std::size_t n = static_cast<std::size_t>(rows) * per_row;
@@ -198,7 +203,8 @@ __global__ void bias_activation_kernel(const bf16* __restrict__ h, int rows, int
     float gate[V], up[V], out[V];
     load_bf16<V>(hr + j, gate);
     if (gated) load_bf16<V>(hr + inter + j, up);
-    const float* b = bias ? bias + static_cast<std::size_t>(sorted_expert ? sorted_expert[i] : 0) * h_cols : nullptr;
+    const std::size_t e = rows_per_expert > 0 ? i / rows_per_expert : sorted_expert ? sorted_expert[i] : 0;
+    const float* b = bias ? bias + e * h_cols : nullptr;
 #pragma unroll
     for (int v = 0; v < V; ++v) {
       const float g = gate[v] + (b ? b[j + v] : 0.0f);
@@ -344,21 +350,24 @@ void pair_sort_keys(const int* meta, int num_rows, int top_k, int num_local, int
 }
 
 void gather_sorted(const bf16* rows, int width, int padded, const int* sorted_slots, int pairs, int top_k,
-                   bf16* x_sorted, int* pair_pos, cudaStream_t stream) {
+                   const ExpertRows& layout, bf16* x_sorted, int* pair_pos, cudaStream_t stream) {
   if (!pairs) return;
-  gather_sorted_kernel<<<pairs, 128, 0, stream>>>(rows, width, padded, sorted_slots, top_k, x_sorted, pair_pos);
+  EPMOE_ASSERT(layout.rows_per_expert == 0 || (layout.sorted_expert && layout.offsets),
+               "the padded expert layout needs the sorted experts and their offsets");
+  gather_sorted_kernel<<<pairs, 128, 0, stream>>>(rows, width, padded, sorted_slots, top_k, layout, x_sorted,
+                                                  pair_pos);
   EPMOE_CUDA_LAUNCH_CHECK();
 }
 
 void bias_activation(const bf16* h, int rows, int h_cols, int inter, const float* bias, const int* sorted_expert,
-                     const ActivationParams& act, bf16* a, cudaStream_t stream) {
+                     int rows_per_expert, const ActivationParams& act, bf16* a, cudaStream_t stream) {
   if (!rows) return;
   if (vec8_ok({inter, h_cols})) {
     bias_activation_kernel<8><<<grid_for(std::size_t(rows) * inter / 8), kThreads, 0, stream>>>(
-        h, rows, h_cols, inter, bias, sorted_expert, act, a);
+        h, rows, h_cols, inter, bias, sorted_expert, rows_per_expert, act, a);
   } else {
     bias_activation_kernel<1><<<grid_for(std::size_t(rows) * inter), kThreads, 0, stream>>>(
-        h, rows, h_cols, inter, bias, sorted_expert, act, a);
+        h, rows, h_cols, inter, bias, sorted_expert, rows_per_expert, act, a);
   }
   EPMOE_CUDA_LAUNCH_CHECK();
 }

@@ -88,8 +88,10 @@ int run(const Args& args, const epmoe::MpiComm& comm) {
 
   for (int i = 0; i < args.warmup; ++i) layer->forward(x);
   // Per iteration, per phase: the slowest rank's time.
-  enum { kRoute, kDispatch, kExperts, kCombine, kShared, kLatent, kTotal, kPhases };
-  const char* names[kPhases] = {"route", "dispatch", "experts", "combine", "shared", "latent", "total"};
+  // dispatch_a2a and combine_a2a: the payload all-to-all alone, inside dispatch and combine (PhaseTimes).
+  enum { kRoute, kDispatch, kDispatchX, kExperts, kCombine, kCombineX, kShared, kLatent, kTotal, kPhases };
+  const char* names[kPhases] = {"route",  "dispatch", "dispatch_a2a", "experts", "combine",
+                                "combine_a2a", "shared", "latent",       "total"};
   std::vector<std::vector<double>> samples(kPhases);
   Matrix<float> y;
   for (int i = 0; i < std::max(args.iters, 1); ++i) {
@@ -97,7 +99,8 @@ int run(const Args& args, const epmoe::MpiComm& comm) {
     comm.barrier();
     y = layer->forward(x);
     const PhaseTimes& t = layer->times();
-    const double v[kPhases] = {t.route, t.dispatch, t.experts, t.combine, t.shared, t.latent, t.total};
+    const double v[kPhases] = {t.route,   t.dispatch,         t.dispatch_exchange, t.experts, t.combine,
+                               t.combine_exchange, t.shared, t.latent,          t.total};
     for (int p = 0; p < kPhases; ++p) samples[p].push_back(comm.max(v[p]));
   }
   double med[kPhases];
@@ -119,8 +122,9 @@ int run(const Args& args, const epmoe::MpiComm& comm) {
   // Expert phase rate: the slowest rank's pairs over the slowest rank's time is a lower bound of what it did;
   // use the mean pairs per rank, as the dense ceiling is shaped from the mean (tokens x top_k rows).
   const double expert_tflops = med[kExperts] > 0 ? pairs * flops_per_pair / med[kExperts] * 1e-12 : 0;
-  const double dispatch_gbps = med[kDispatch] > 0 ? dispatch_bytes / med[kDispatch] * 1e-9 : 0;
-  const double combine_gbps = med[kCombine] > 0 ? combine_bytes / med[kCombine] * 1e-9 : 0;
+  auto gbps = [&](double bytes, int phase) { return med[phase] > 0 ? bytes / med[phase] * 1e-9 : 0.0; };
+  const double dispatch_gbps = gbps(dispatch_bytes, kDispatch), combine_gbps = gbps(combine_bytes, kCombine);
+  const double dispatch_a2a_gbps = gbps(dispatch_bytes, kDispatchX), combine_a2a_gbps = gbps(combine_bytes, kCombineX);
 
   bool verified = true;
   std::string verify_text = "not run";
@@ -153,21 +157,24 @@ int run(const Args& args, const epmoe::MpiComm& comm) {
     std::printf("# per rank: %.0f pairs (max %.0f), dispatch %.1f MB, combine %.1f MB, device memory %.2f GiB "
                 "(weights %.2f GiB)\n",
                 pairs, max_pairs, dispatch_bytes * 1e-6, combine_bytes * 1e-6, device_gib, weight_gib);
-    std::printf("%-9s %10s %12s %12s %8s\n", "phase", "time", "achieved", "ceiling", "of_ceil");
-    std::printf("%-9s %10s %12s %12s %8s\n", "", "ms", "", "", "%");
+    std::printf("%-13s %10s %12s %12s %8s\n", "phase", "time", "achieved", "ceiling", "of_ceil");
+    std::printf("%-13s %10s %12s %12s %8s\n", "", "ms", "", "", "%");
     for (int p = 0; p < kPhases; ++p) {
       char achieved[32] = "", ceiling[32] = "", pct[16] = "";
       if (p == kExperts) {
         std::snprintf(achieved, sizeof achieved, "%.1f TF/s", expert_tflops);
         std::snprintf(ceiling, sizeof ceiling, "%.1f TF/s", ceil.gemm_tflops());
         std::snprintf(pct, sizeof pct, "%.0f", 100 * expert_tflops / ceil.gemm_tflops());
-      } else if ((p == kDispatch || p == kCombine) && alltoall) {
-        const double g = p == kDispatch ? dispatch_gbps : combine_gbps;
+      } else if ((p == kDispatch || p == kCombine || p == kDispatchX || p == kCombineX) && alltoall) {
+        const double g = p == kDispatch    ? dispatch_gbps
+                         : p == kCombine   ? combine_gbps
+                         : p == kDispatchX ? dispatch_a2a_gbps
+                                           : combine_a2a_gbps;
         std::snprintf(achieved, sizeof achieved, "%.1f GB/s", g);
         std::snprintf(ceiling, sizeof ceiling, "%.1f GB/s", ceil.alltoall_gbps());
         std::snprintf(pct, sizeof pct, "%.0f", 100 * g / ceil.alltoall_gbps());
       }
-      std::printf("%-9s %10.3f %12s %12s %8s\n", names[p], med[p] * 1e3, achieved, ceiling, pct);
+      std::printf("%-13s %10.3f %12s %12s %8s\n", names[p], med[p] * 1e3, achieved, ceiling, pct);
     }
     std::printf("# ceilings: dense GEMM %.0f x (%d + %d) at width %d: %.3f ms; ncclAlltoAll %.1f MB per rank: %.3f ms\n",
                 static_cast<double>(args.tokens) * model.top_k, model.w13_rows(), Dp, Dp, ceil.gemm_seconds * 1e3,
@@ -181,6 +188,7 @@ int run(const Args& args, const epmoe::MpiComm& comm) {
       for (int p = 0; p < kPhases; ++p) j << (p ? ", " : "") << "\"" << names[p] << "\": " << med[p] * 1e3;
       j << "}, \"expert_tflops\": " << expert_tflops << ", \"gemm_ceiling_tflops\": " << ceil.gemm_tflops()
         << ", \"dispatch_gbps\": " << dispatch_gbps << ", \"combine_gbps\": " << combine_gbps
+        << ", \"dispatch_a2a_gbps\": " << dispatch_a2a_gbps << ", \"combine_a2a_gbps\": " << combine_a2a_gbps
         << ", \"alltoall_ceiling_gbps\": " << ceil.alltoall_gbps() << ", \"dispatch_bytes_per_rank\": "
         << dispatch_bytes << ", \"pairs_per_rank\": " << pairs << ", \"device_gib\": " << device_gib
         << ", \"verified\": " << (args.verify ? (verified ? "true" : "false") : "null") << "}\n";
