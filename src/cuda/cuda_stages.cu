@@ -75,7 +75,7 @@ CudaStages::CudaStages(const ModelConfig& model, const UnpadPlan& plan, Placemen
   EPMOE_REQUIRE(model.top_k <= 32, ErrorKind::Config, "the CUDA backend supports top_k <= 32 (model has ",
                 model.top_k, ")");
   EPMOE_CUBLAS_CHECK(cublasSetStream(cublas_.get(), stream_.get()));
-  expert_gemm_ = std::make_unique<ExpertGemm>(cublas_.get(), stream_.get());
+  expert_gemm_ = std::make_unique<ExpertGemm>(cublas_.get(), stream_.get(), max_local_);
   EPMOE_CUBLAS_CHECK(cublasSetStream(side_cublas_.get(), side_stream_.get()));
   std::vector<int> owner(model.num_experts), local(model.num_experts);
   for (int e = 0; e < model.num_experts; ++e) {
@@ -90,8 +90,6 @@ CudaStages::CudaStages(const ModelConfig& model, const UnpadPlan& plan, Placemen
   counts_send_ = DeviceBuffer<int>(count_entries, "counts_send");
   counts_recv_ = DeviceBuffer<int>(count_entries, "counts_recv");
   local_counts_ = DeviceBuffer<int>(std::max(1, max_local_), "local_counts");
-  expert_offsets_ = DeviceBuffer<int>(max_local_ + 1, "expert_offsets");
-  offsets_host_.reserve(max_local_ + 1);
   counts_host_.reserve(2 * count_entries);
   reserve_tokens(max_tokens);
 }
@@ -139,8 +137,8 @@ void CudaStages::reserve_tokens(int tokens) {
   sorted_keys_.reserve(rows * K, false);
   sorted_slots_.reserve(rows * K, false);
   pair_pos_.reserve(rows * K, false);
-  // The experts' GEMM rows: the pairs with room for the padded layout (ExpertGemm: up to 25% padding, or 128 rows
-  // per expert).
+  // The experts' GEMM rows: the pairs with room for the grouped layout (ExpertGemm: up to 25% padding, or up to 128
+  // rows per expert).
   const std::size_t gemm_rows = std::max(with_headroom(pairs), static_cast<std::size_t>(weights_.num_local) * 128);
   if (x_sorted_.reserve(gemm_rows * Dp, false))
     EPMOE_CUDA_CHECK(cudaMemset(x_sorted_.data(), 0, x_sorted_.bytes()));  // padding rows read defined zeros
@@ -373,26 +371,22 @@ CudaStages::Rows CudaStages::experts(const Batch& batch) {
     sorted_slots_.reserve(grown);
     pair_pos_.reserve(grown);
   }
-  // The GEMMs' row layout: padded (one batched GEMM over the experts) or compact (per-expert GEMMs).
-  const int per_expert = expert_gemm_->rows_per_expert(batch.expert_offsets);
-  const std::size_t gemm_rows = per_expert > 0 ? static_cast<std::size_t>(per_expert) * n : pairs;
+  // The GEMMs' row layout: each expert's block of rows, sized by its bucket (ExpertGemm: grouped GEMMs).
+  const std::size_t gemm_rows = expert_gemm_->plan(batch.expert_offsets);
+  last_gemm_rows = gemm_rows;
+  last_gemm_buckets = expert_gemm_->buckets();
   if (x_sorted_.size() < gemm_rows * Dp) {
     const std::size_t grown = with_headroom(gemm_rows);
     x_sorted_.reserve(grown * Dp);
     h_.reserve(grown * R13);
     a_.reserve(grown * I);
     y_.reserve(grown * Dp);
-    // The padded layout computes rows past each expert's pairs; give them defined (zero) inputs once.
+    // Blocks longer than their expert's pairs compute rows that are never read; give them defined (zero) inputs.
     EPMOE_CUDA_CHECK(cudaMemsetAsync(x_sorted_.data(), 0, x_sorted_.bytes(), s));
   }
-  ExpertRows layout;
-  if (per_expert > 0) {
-    // The host's offsets are free to overwrite: the previous copy finished before this layer's count exchange.
-    std::copy(batch.expert_offsets.begin(), batch.expert_offsets.end(), offsets_host_.data());
-    EPMOE_CUDA_CHECK(cudaMemcpyAsync(expert_offsets_.data(), offsets_host_.data(), (n + 1) * sizeof(int),
-                                     cudaMemcpyHostToDevice, s));
-    layout = ExpertRows{sorted_keys_.data(), expert_offsets_.data(), per_expert};
-  }
+  expert_gemm_->prepare({ExpertLinear{R13, Dp, x_sorted_.data(), Dp, weights_.w13.data(), Dp, h_.data(), R13},
+                         ExpertLinear{Dp, I, a_.data(), I, weights_.w2.data(), I, y_.data(), Dp}});
+  const ExpertRows layout{sorted_keys_.data(), expert_gemm_->device_offsets(), expert_gemm_->device_base()};
   // Pairs ordered by local expert, stable (row order within an expert); unused slots sort last.
   pair_sort_keys(batch.meta, N, K, n, sort_keys_.data(), sort_values_.data(), s);
   sort_pairs(sort_keys_.data(), sorted_keys_.data(), sort_values_.data(), sorted_slots_.data(),
@@ -400,12 +394,10 @@ CudaStages::Rows CudaStages::experts(const Batch& batch) {
   // Pad on entry: the GEMMs see width Dp with zero lanes beyond Din.
   gather_sorted(batch.rows.data, Din, Dp, sorted_slots_.data(), pairs, K, layout, x_sorted_.data(), pair_pos_.data(),
                 s);
-  expert_gemm_->grouped_linear(batch.expert_offsets, per_expert, R13, Dp, x_sorted_.data(), Dp, weights_.w13.data(),
-                               Dp, h_.data(), R13);
+  expert_gemm_->run(0);  // h = x . w13^T
   bias_activation(h_.data(), static_cast<int>(gemm_rows), R13, I, weights_.b13.size() ? weights_.b13.data() : nullptr,
-                  sorted_keys_.data(), per_expert, act_, a_.data(), s);
-  expert_gemm_->grouped_linear(batch.expert_offsets, per_expert, Dp, I, a_.data(), I, weights_.w2.data(), I,
-                               y_.data(), Dp);
+                  layout.base, n, act_, a_.data(), s);
+  expert_gemm_->run(1);  // y = a . w2^T
   // The trim: the weighted sum reads padded rows and writes contiguous rows of width Din.
   weighted_sum(y_.data(), Dp, pair_pos_.data(), batch.meta, N, K, Din,
                weights_.b2.size() ? weights_.b2.data() : nullptr, model_.routed_scaling_factor, out, s);
@@ -448,7 +440,7 @@ void CudaStages::run_shared_expert(const Rows& x, bf16* out, cublasHandle_t hand
   const int T = x.rows, D = model_.hidden_size, inter = weights_.shared_inter;
   const int rows13 = (model_.gated() ? 2 : 1) * inter;
   linear_bf16(handle, T, rows13, D, x.data, D, weights_.shared_w13.data(), D, shared_h_.data(), rows13);
-  bias_activation(shared_h_.data(), T, rows13, inter, nullptr, nullptr, 0, act_, shared_a_.data(), stream);
+  bias_activation(shared_h_.data(), T, rows13, inter, nullptr, nullptr, 1, act_, shared_a_.data(), stream);
   linear_bf16(handle, T, D, inter, shared_a_.data(), inter, weights_.shared_w2.data(), inter, out, D);
 }
 

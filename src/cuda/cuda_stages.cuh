@@ -98,6 +98,8 @@ class CudaStages {
   std::size_t device_bytes() const;
   std::size_t weight_bytes() const { return weights_.bytes(); }
   std::size_t last_dispatch_bytes = 0, last_combine_bytes = 0, last_rows_received = 0, last_pairs = 0;
+  std::size_t last_gemm_rows = 0;
+  int last_gemm_buckets = 0;
 
  private:
   void reserve_tokens(int tokens);
@@ -137,9 +139,7 @@ class CudaStages {
   DeviceBuffer<int> counts_send_, counts_recv_, local_counts_;
   PinnedBuffer<int> counts_host_;
   DeviceBuffer<int> sort_keys_, sort_values_, sorted_keys_, sorted_slots_, pair_pos_;
-  DeviceBuffer<bf16> x_sorted_, h_, a_, y_;  // the experts' GEMM rows, in the layout ExpertGemm chose
-  DeviceBuffer<int> expert_offsets_;          // [max_local + 1] for the padded layout
-  PinnedBuffer<int> offsets_host_;
+  DeviceBuffer<bf16> x_sorted_, h_, a_, y_;  // the experts' GEMM rows, in the layout ExpertGemm planned
   DeviceBuffer<unsigned char> cub_temp_;
 };
 

@@ -28,36 +28,6 @@ void linear_f32(cublasHandle_t handle, int m, int n, int k, const float* x, int 
                                   CUBLAS_GEMM_DEFAULT));
 }
 
-void grouped_linear_bf16(cublasHandle_t handle, const std::vector<int>& offsets, int n, int k, const bf16* x, int ldx,
-                         const bf16* w, int ldw, bf16* out, int ldo) {
-  for (std::size_t j = 0; j + 1 < offsets.size(); ++j) {
-    const int rows = offsets[j + 1] - offsets[j];
-    if (rows == 0) continue;
-    linear_bf16(handle, rows, n, k, x + static_cast<std::size_t>(offsets[j]) * ldx, ldx,
-                w + j * static_cast<std::size_t>(n) * ldw, ldw, out + static_cast<std::size_t>(offsets[j]) * ldo,
-                ldo);
-  }
-}
-
-void batched_linear_bf16(cublasHandle_t handle, int batch, int m, int n, int k, const bf16* x, int ldx,
-                         long long stride_x, const bf16* w, int ldw, long long stride_w, bf16* out, int ldo,
-                         long long stride_out) {
-  if (batch == 0 || m == 0 || n == 0) return;
-  const float alpha = 1.0f, beta = 0.0f;
-  EPMOE_CUBLAS_CHECK(cublasGemmStridedBatchedEx(handle, CUBLAS_OP_T, CUBLAS_OP_N, n, m, k, &alpha, w, CUDA_R_16BF,
-                                                ldw, stride_w, x, CUDA_R_16BF, ldx, stride_x, &beta, out, CUDA_R_16BF,
-                                                ldo, stride_out, batch, CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT));
-}
-
-ExpertGemmMode expert_gemm_mode_from_env() {
-  const char* v = std::getenv("EPMOE_CUDA_EXPERT_GEMM");
-  const std::string s = v ? v : "auto";
-  if (s == "auto") return ExpertGemmMode::Auto;
-  if (s == "batched") return ExpertGemmMode::Batched;
-  if (s == "streams") return ExpertGemmMode::Streams;
-  EPMOE_THROW(ErrorKind::Usage, "EPMOE_CUDA_EXPERT_GEMM must be auto, batched or streams, found '", s, "'");
-}
-
 int gemm_streams_from_env() {
   static const int streams = [] {
     const char* v = std::getenv("EPMOE_CUDA_GEMM_STREAMS");
@@ -68,63 +38,136 @@ int gemm_streams_from_env() {
   return streams;
 }
 
-ExpertGemm::ExpertGemm(cublasHandle_t main_handle, cudaStream_t stream)
-    : mode_(expert_gemm_mode_from_env()), main_handle_(main_handle), stream_(stream) {
+ExpertGemmMode expert_gemm_mode_from_env() {
+  const char* v = std::getenv("EPMOE_CUDA_EXPERT_GEMM");
+  const std::string s = v ? v : "grouped";
+  if (s == "grouped") return ExpertGemmMode::Grouped;
+  if (s == "streams") return ExpertGemmMode::Streams;
+  EPMOE_THROW(ErrorKind::Usage, "EPMOE_CUDA_EXPERT_GEMM must be grouped or streams, found '", s, "'");
+}
+
+ExpertGemm::ExpertGemm(cublasHandle_t main_handle, cudaStream_t stream, int max_experts)
+    : mode_(expert_gemm_mode_from_env()), main_handle_(main_handle), stream_(stream), max_experts_(max_experts) {
   const int lanes = gemm_streams_from_env();
-  if (lanes == 1) return;
-  for (int i = 0; i < lanes; ++i) {
-    streams_.push_back(std::make_unique<Stream>());
-    handles_.push_back(std::make_unique<CublasHandle>());
-    EPMOE_CUBLAS_CHECK(cublasSetStream(handles_.back()->get(), streams_.back()->get()));
-    joins_.push_back(std::make_unique<Event>(false));
+  if (lanes > 1) {
+    for (int i = 0; i < lanes; ++i) {
+      streams_.push_back(std::make_unique<Stream>());
+      handles_.push_back(std::make_unique<CublasHandle>());
+      EPMOE_CUBLAS_CHECK(cublasSetStream(handles_.back()->get(), streams_.back()->get()));
+      joins_.push_back(std::make_unique<Event>(false));
+    }
   }
+  const std::size_t bytes = int_bytes() + pointer_slot(kMaxGemms, 0) * sizeof(void*);
+  host_.reserve(bytes);
+  device_ = DeviceBuffer<unsigned char>(bytes, "expert_gemm_layout");
 }
 
-int ExpertGemm::rows_per_expert(const std::vector<int>& offsets) const {
-  const int experts = static_cast<int>(offsets.size()) - 1;
-  if (mode_ == ExpertGemmMode::Streams || experts < 1) return 0;
-  int largest = 0;
-  for (int j = 0; j < experts; ++j) largest = std::max(largest, offsets[j + 1] - offsets[j]);
-  if (largest == 0) return 0;
-  if (mode_ == ExpertGemmMode::Batched) return largest;
-  const long long padded_rows = static_cast<long long>(largest) * experts, pairs = offsets.back();
-  return (experts > 1 && (4 * padded_rows <= 5 * pairs || largest <= 128)) ? largest : 0;
+std::size_t ExpertGemm::int_bytes() const {
+  return (2 * static_cast<std::size_t>(max_experts_ + 1) * sizeof(int) + 7) / 8 * 8;
 }
 
-void ExpertGemm::grouped_linear(const std::vector<int>& offsets, int rows_per_expert, int n, int k, const bf16* x,
-                                int ldx, const bf16* w, int ldw, bf16* out, int ldo) {
-  if (rows_per_expert > 0) {
-    const int experts = static_cast<int>(offsets.size()) - 1;
-    batched_linear_bf16(main_handle_, experts, rows_per_expert, n, k, x, ldx,
-                        static_cast<long long>(rows_per_expert) * ldx, w, ldw, static_cast<long long>(n) * ldw, out,
-                        ldo, static_cast<long long>(rows_per_expert) * ldo);
-    return;
-  }
-  if (streams_.empty()) {
-    grouped_linear_bf16(main_handle_, offsets, n, k, x, ldx, w, ldw, out, ldo);
-    return;
-  }
-  const int experts = static_cast<int>(offsets.size()) - 1;
-  order_.resize(experts);
+std::size_t ExpertGemm::pointer_slot(int gemm, int array) const {
+  return (static_cast<std::size_t>(gemm) * 3 + array) * std::max(max_experts_, 1);
+}
+
+int ExpertGemm::plan(const std::vector<int>& offsets) {
+  const int n = static_cast<int>(offsets.size()) - 1;
+  EPMOE_ASSERT(n >= 0 && n <= max_experts_, "expert GEMM planned for ", n, " experts, sized for ", max_experts_);
+  auto count = [&](int e) { return offsets[e + 1] - offsets[e]; };
+  order_.resize(n);
   std::iota(order_.begin(), order_.end(), 0);
-  std::stable_sort(order_.begin(), order_.end(), [&](int a, int b) {
-    return offsets[a + 1] - offsets[a] > offsets[b + 1] - offsets[b];
-  });
-  const int lanes = static_cast<int>(streams_.size());
-  load_.assign(lanes, 0);
-  fork_.record(stream_);
-  for (int i = 0; i < lanes; ++i) EPMOE_CUDA_CHECK(cudaStreamWaitEvent(streams_[i]->get(), fork_.get(), 0));
-  for (int j : order_) {
-    const int rows = offsets[j + 1] - offsets[j];
-    if (rows == 0) break;  // sorted: the rest are empty
-    const int lane = static_cast<int>(std::min_element(load_.begin(), load_.end()) - load_.begin());
-    load_[lane] += rows;
-    linear_bf16(handles_[lane]->get(), rows, n, k, x + static_cast<std::size_t>(offsets[j]) * ldx, ldx,
-                w + static_cast<std::size_t>(j) * n * ldw, ldw, out + static_cast<std::size_t>(offsets[j]) * ldo, ldo);
+  std::stable_sort(order_.begin(), order_.end(), [&](int a, int b) { return count(a) > count(b); });
+  int nonzero = 0;
+  while (nonzero < n && count(order_[nonzero]) > 0) ++nonzero;
+  // Buckets over the experts with pairs, largest first.
+  constexpr int kOneTile = 128;
+  buckets_.clear();
+  std::vector<int> block(n, 0);
+  for (int i = 0; i < nonzero;) {
+    const int rows = count(order_[i]);
+    int j = i + 1;
+    if (mode_ == ExpertGemmMode::Grouped) {
+      if (rows <= kOneTile)
+        j = nonzero;
+      else
+        while (j < nonzero && 5 * count(order_[j]) >= 4 * rows) ++j;
+    }
+    buckets_.push_back(Bucket{rows, i, j - i});
+    for (int q = i; q < j; ++q) block[order_[q]] = rows;
+    i = j;
   }
-  for (int i = 0; i < lanes; ++i) {
-    joins_[i]->record(streams_[i]->get());
-    EPMOE_CUDA_CHECK(cudaStreamWaitEvent(stream_, joins_[i]->get(), 0));
+  // Blocks in expert order: the layout's rows of expert e are [base[e], base[e] + block[e]).
+  base_.assign(n + 1, 0);
+  for (int e = 0; e < n; ++e) base_[e + 1] = base_[e] + block[e];
+  int* ints = reinterpret_cast<int*>(host_.data());
+  std::copy(offsets.begin(), offsets.end(), ints);
+  std::copy(base_.begin(), base_.end(), ints + max_experts_ + 1);
+  gemms_.clear();
+  return base_[n];
+}
+
+void ExpertGemm::prepare(const std::vector<ExpertLinear>& gemms) {
+  EPMOE_ASSERT(gemms.size() <= static_cast<std::size_t>(kMaxGemms), "at most ", kMaxGemms, " expert GEMMs a layer");
+  gemms_ = gemms;
+  const void** pointers = reinterpret_cast<const void**>(host_.data() + int_bytes());
+  for (std::size_t g = 0; g < gemms.size(); ++g) {
+    const ExpertLinear& l = gemms[g];
+    const void** a = pointers + pointer_slot(static_cast<int>(g), 0);
+    const void** b = pointers + pointer_slot(static_cast<int>(g), 1);
+    const void** c = pointers + pointer_slot(static_cast<int>(g), 2);
+    for (std::size_t i = 0; i < order_.size(); ++i) {
+      const int e = order_[i];
+      // cuBLAS computes the column-major out^T = w . x^T (as linear_bf16): A = the expert's weights, B = its rows.
+      a[i] = l.w + static_cast<std::size_t>(e) * l.n * l.ldw;
+      b[i] = l.x + static_cast<std::size_t>(base_[e]) * l.ldx;
+      c[i] = l.out + static_cast<std::size_t>(base_[e]) * l.ldo;
+    }
+  }
+  // The host buffer may be rewritten once this copy has run: the next plan() comes after the next layer's host
+  // synchronization (its count exchange), which the stream orders after this copy.
+  EPMOE_CUDA_CHECK(cudaMemcpyAsync(device_.data(), host_.data(),
+                                   int_bytes() + pointer_slot(static_cast<int>(gemms.size()), 0) * sizeof(void*),
+                                   cudaMemcpyHostToDevice, stream_));
+}
+
+void ExpertGemm::run(int gemm) {
+  EPMOE_ASSERT(gemm >= 0 && gemm < static_cast<int>(gemms_.size()), "expert GEMM ", gemm, " was not prepared");
+  const ExpertLinear& l = gemms_[gemm];
+  void* const* pointers = reinterpret_cast<void* const*>(device_.data() + int_bytes());
+  const void* const* a = pointers + pointer_slot(gemm, 0);
+  const void* const* b = pointers + pointer_slot(gemm, 1);
+  void* const* c = pointers + pointer_slot(gemm, 2);
+  const bool fan_out = !streams_.empty() && buckets_.size() > 1;
+  std::vector<long> load(fan_out ? streams_.size() : 1, 0);
+  if (fan_out) {
+    fork_.record(stream_);
+    for (auto& st : streams_) EPMOE_CUDA_CHECK(cudaStreamWaitEvent(st->get(), fork_.get(), 0));
+  }
+  const float alpha = 1.0f, beta = 0.0f;
+  for (const Bucket& bucket : buckets_) {  // largest rows first, each to the least loaded stream
+    int lane = 0;
+    if (fan_out) {
+      lane = static_cast<int>(std::min_element(load.begin(), load.end()) - load.begin());
+      load[lane] += static_cast<long>(bucket.rows) * bucket.size;
+    }
+    cublasHandle_t handle = fan_out ? handles_[lane]->get() : main_handle_;
+    if (bucket.size == 1) {
+      const int e = order_[bucket.first];
+      linear_bf16(handle, bucket.rows, l.n, l.k, l.x + static_cast<std::size_t>(base_[e]) * l.ldx, l.ldx,
+                  l.w + static_cast<std::size_t>(e) * l.n * l.ldw, l.ldw,
+                  l.out + static_cast<std::size_t>(base_[e]) * l.ldo, l.ldo);
+      continue;
+    }
+    EPMOE_CUBLAS_CHECK(cublasGemmBatchedEx(handle, CUBLAS_OP_T, CUBLAS_OP_N, l.n, bucket.rows, l.k, &alpha,
+                                           a + bucket.first, CUDA_R_16BF, l.ldw, b + bucket.first, CUDA_R_16BF,
+                                           l.ldx, &beta, c + bucket.first, CUDA_R_16BF, l.ldo, bucket.size,
+                                           CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT));
+  }
+  if (fan_out) {
+    for (std::size_t i = 0; i < streams_.size(); ++i) {
+      joins_[i]->record(streams_[i]->get());
+      EPMOE_CUDA_CHECK(cudaStreamWaitEvent(stream_, joins_[i]->get(), 0));
+    }
   }
 }
 

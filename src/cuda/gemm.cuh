@@ -20,54 +20,74 @@ void linear_bf16(cublasHandle_t handle, int m, int n, int k, const bf16* x, int 
 void linear_f32(cublasHandle_t handle, int m, int n, int k, const float* x, int ldx, const float* w, int ldw,
                 float* out, int ldo);
 
-// For each expert j with rows [offsets[j], offsets[j+1]) of x: out rows = x rows . w_j^T, w_j = w + j * n * ldw
-// (w is [experts, n, ldw] with k <= ldw used columns). Offsets on the host.
-void grouped_linear_bf16(cublasHandle_t handle, const std::vector<int>& offsets, int n, int k, const bf16* x, int ldx,
-                         const bf16* w, int ldw, bf16* out, int ldo);
-
-// `batch` GEMMs of one shape in one cuBLAS call: out_b = x_b . w_b^T with x_b = x + b * stride_x (elements), and so
-// on for w and out.
-void batched_linear_bf16(cublasHandle_t handle, int batch, int m, int n, int k, const bf16* x, int ldx,
-                         long long stride_x, const bf16* w, int ldw, long long stride_w, bf16* out, int ldo,
-                         long long stride_out);
-
-// How the experts' GEMMs run (EPMOE_CUDA_EXPERT_GEMM = auto | batched | streams):
-//   batched: the padded layout (kernels.cuh, ExpertRows): every local expert gets rows_per_expert = the largest
-//            expert's pair count, and each GEMM of the experts is one cublasGemmStridedBatchedEx over all of them.
-//            Near the dense rate when the experts' counts are close (balanced routing), at the price of the padding
-//            rows' arithmetic.
-//   streams:  the compact layout, one cublasGemmEx per expert spread over EPMOE_CUDA_GEMM_STREAMS streams.
-//   auto:     batched when the padding adds at most 25% rows, or when the largest expert has at most 128 pairs
-//            (one tile row of the GEMM: padding costs nothing there, launches and weight reads dominate); else streams.
-enum class ExpertGemmMode { Auto, Batched, Streams };
+// How the experts' GEMMs run (EPMOE_CUDA_EXPERT_GEMM = grouped | streams; default grouped):
+//   grouped: experts of similar pair counts share one pointer-array cublasGemmBatchedEx ("bucket"): sorted by count,
+//            an expert joins the bucket of the largest one while its count is at least 80% of that largest count
+//            (so padding adds at most 25% rows), and every expert with at most 128 pairs joins one last bucket (one
+//            tile row of the GEMM: padding costs no time there; weight reads and launches dominate). Each expert owns
+//            a block of its bucket's row count in the layout; the rows past its pairs are computed and never read.
+//            Balanced routing makes one bucket (a single batched GEMM over all experts); skewed routing a few.
+//   streams: the compact layout, one cublasGemmEx per expert.
+// Either way the buckets (or experts) are spread over EPMOE_CUDA_GEMM_STREAMS streams (default 4), largest first,
+// each to the least loaded stream, so that small GEMMs run concurrently and fill the SMs.
+enum class ExpertGemmMode { Grouped, Streams };
 ExpertGemmMode expert_gemm_mode_from_env();
 
-// The grouped GEMM of the experts. Streams form: one cuBLAS GEMM per expert, spread over `lanes` streams (largest
-// experts first, each to the least loaded lane) so that small per-expert GEMMs run concurrently and fill the SMs.
-// Ordered after the work queued on `stream` before the call and before the work queued after it. lanes = 1 runs
-// on `stream` itself. The number of lanes comes from EPMOE_CUDA_GEMM_STREAMS (default 4).
+// One GEMM of the experts: for each local expert e, out rows of e = x rows of e . w_e^T, w_e = w + e * n * ldw
+// (w is [experts, n, ldw] with k <= ldw used columns); x and out rows in the layout of ExpertGemm::plan().
+struct ExpertLinear {
+  int n, k;
+  const bf16* x;
+  int ldx;
+  const bf16* w;
+  int ldw;
+  bf16* out;
+  int ldo;
+};
+
+// The grouped GEMM of the experts. Per layer: plan() from the per-expert pair offsets the host knows (the count
+// exchange brought them), then prepare() with the layer's GEMMs (copies the layout and the pointer arrays to the
+// device in one transfer, on `stream`), then run(i) for each GEMM in turn. Work is ordered after what was queued on
+// `stream` before and before what is queued after.
 class ExpertGemm {
  public:
-  ExpertGemm(cublasHandle_t main_handle, cudaStream_t stream);
-  // The layout for these per-expert pair offsets (host, [n + 1]): rows_per_expert of the padded layout, or 0 for the
-  // compact one.
-  int rows_per_expert(const std::vector<int>& offsets) const;
-  // x, out: rows in the layout that rows_per_expert() chose (rows_per_expert = its result).
-  void grouped_linear(const std::vector<int>& offsets, int rows_per_expert, int n, int k, const bf16* x, int ldx,
-                      const bf16* w, int ldw, bf16* out, int ldo);
+  ExpertGemm(cublasHandle_t main_handle, cudaStream_t stream, int max_experts);
+  // Row layout for these pair offsets (host, [n + 1]); returns the number of rows the layout spans.
+  int plan(const std::vector<int>& offsets);
+  // Host copies of the layout: base[e] = first row of expert e's block, base[n] = rows (non-decreasing).
+  const std::vector<int>& base() const { return base_; }
+  void prepare(const std::vector<ExpertLinear>& gemms);
+  // Device copies (valid on `stream` after prepare()): offsets [n + 1] and base [n + 1].
+  const int* device_offsets() const { return reinterpret_cast<const int*>(device_.data()); }
+  const int* device_base() const { return device_offsets() + max_experts_ + 1; }
+  void run(int gemm);
   int lanes() const { return static_cast<int>(streams_.size()) > 0 ? static_cast<int>(streams_.size()) : 1; }
+  int buckets() const { return static_cast<int>(buckets_.size()); }
   ExpertGemmMode mode() const { return mode_; }
 
  private:
+  struct Bucket {
+    int rows;         // M of every GEMM in the bucket
+    int first, size;  // order_[first, first + size)
+  };
   ExpertGemmMode mode_;
   cublasHandle_t main_handle_;
   cudaStream_t stream_;
+  int max_experts_;
   std::vector<std::unique_ptr<Stream>> streams_;
   std::vector<std::unique_ptr<CublasHandle>> handles_;
   std::vector<std::unique_ptr<Event>> joins_;
   Event fork_{false};
-  std::vector<int> order_;
-  std::vector<long> load_;
+  std::vector<int> order_, base_, lane_of_;
+  std::vector<Bucket> buckets_;
+  std::vector<ExpertLinear> gemms_;
+  // One transfer per layer: [offsets n+1 | base n+1 | pad to 8 bytes | per GEMM: A, B, C pointer arrays of
+  // max_experts each], pinned on the host and on the device.
+  static constexpr int kMaxGemms = 4;
+  std::size_t int_bytes() const;
+  std::size_t pointer_slot(int gemm, int array) const;  // index of the array's first pointer
+  PinnedBuffer<unsigned char> host_;
+  DeviceBuffer<unsigned char> device_;
 };
 
 // EPMOE_CUDA_GEMM_STREAMS, read once: the environment's one tunable of the CUDA backend.

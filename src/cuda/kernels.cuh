@@ -70,17 +70,15 @@ std::size_t cub_temp_bytes(int scan_items, int sort_items, int max_key);
 // keys[s] = local expert of slot s = row * K + k (num_local where unused), values[s] = s.
 void pair_sort_keys(const int* meta, int num_rows, int top_k, int num_local, int* keys, int* values,
                     cudaStream_t stream);
-// Where the experts' GEMM buffers (x_sorted, h, a, y) hold the i-th pair of the expert-sorted order.
-//   compact (rows_per_expert == 0): row i; the experts' row ranges follow each other (per-expert GEMMs).
-//   padded  (rows_per_expert > 0):  row e * rows_per_expert + (i - offsets[e]), e = sorted_expert[i]: every local
-//           expert owns an equal block of rows, its pairs first, so that one strided batched GEMM covers all experts.
-//           The rows past an expert's pairs are computed and never read.
-// sorted_expert [pairs] and offsets [num_local + 1] (exclusive prefix of the per-expert pair counts) are device
-// arrays, needed only when padded.
+// Where the experts' GEMM buffers (x_sorted, h, a, y) hold the i-th pair of the expert-sorted order: local expert
+// e = sorted_expert[i] owns the block of rows [base[e], base[e + 1]) and its pairs come first in it, so the pair is
+// at row base[e] + (i - offsets[e]). offsets [n + 1] = exclusive prefix of the per-expert pair counts; base [n + 1]
+// non-decreasing with blocks at least as long as the counts (ExpertGemm::plan; base == offsets is the compact
+// layout). All three are device arrays.
 struct ExpertRows {
   const int* sorted_expert = nullptr;
   const int* offsets = nullptr;
-  int rows_per_expert = 0;
+  const int* base = nullptr;
 };
 // For the sorted valid slots i < pairs: pair_pos[slot] = r(i); x_sorted[r(i), :width] = rows[slot / K], zero to
 // padded; r(i) as `layout` says.
@@ -91,10 +89,10 @@ struct ActivationParams {
   float alpha, limit;
 };
 // a[i, j] = act(h[i, j] + b[e, j], h[i, inter + j] + b[e, inter + j]) (gated) or act(h[i, j] + b[e, j]);
-// e = i / rows_per_expert when rows_per_expert > 0 (padded layout), else sorted_expert[i] (0 when null);
+// e = the block of row i in row_base [num_experts + 1] (ExpertRows::base), or 0 when row_base is null;
 // bias [n, h_cols] fp32 or null.
-void bias_activation(const bf16* h, int rows, int h_cols, int inter, const float* bias, const int* sorted_expert,
-                     int rows_per_expert, const ActivationParams& act, bf16* a, cudaStream_t stream);
+void bias_activation(const bf16* h, int rows, int h_cols, int inter, const float* bias, const int* row_base,
+                     int num_experts, const ActivationParams& act, bf16* a, cudaStream_t stream);
 // out[i, :width] = scale * sum over the row's valid slots k of w_k * (y[pair_pos[i*K+k], :] + b2[e_k, :]).
 // y has row stride `padded`; b2 [n, padded] fp32 or null. out is [rows, width], contiguous.
 void weighted_sum(const bf16* y, int padded, const int* pair_pos, const int* meta, int num_rows, int top_k, int width,

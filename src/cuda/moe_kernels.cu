@@ -160,11 +160,8 @@ __global__ void gather_sorted_kernel(const bf16* __restrict__ rows, int width, i
                                      bf16* __restrict__ x_sorted, int* __restrict__ pair_pos) {
   const int i = blockIdx.x;
   const int slot = sorted_slots[i];
-  int r = i;
-  if (layout.rows_per_expert > 0) {
-    const int e = layout.sorted_expert[i];
-    r = e * layout.rows_per_expert + (i - layout.offsets[e]);
-  }
+  const int e = layout.sorted_expert[i];
+  const int r = layout.base[e] + (i - layout.offsets[e]);
   bf16* dst = x_sorted + static_cast<std::size_t>(r) * padded;
   copy_row(dst, rows + static_cast<std::size_t>(slot / K) * width, width);
   for (int c = width + threadIdx.x; c < padded; c += blockDim.x) dst[c] = __float2bfloat16(0.0f);
@@ -190,8 +187,8 @@ __device__ __forceinline__ float activate(const ActivationParams& p, float gate,
 
 template <int V>
 __global__ void bias_activation_kernel(const bf16* __restrict__ h, int rows, int h_cols, int inter,
-                                       const float* __restrict__ bias, const int* __restrict__ sorted_expert,
-                                       int rows_per_expert, ActivationParams act, bf16* __restrict__ a) {
+                                       const float* __restrict__ bias, const int* __restrict__ row_base,
+                                       int num_experts, ActivationParams act, bf16* __restrict__ a) {
   const bool gated = act.kind != Activation::Relu2;
   const std::size_t per_row = inter / V;
   const std::size_t n = static_cast<std::size_t>(rows) * per_row;
@@ -203,8 +200,17 @@ __global__ void bias_activation_kernel(const bf16* __restrict__ h, int rows, int
     float gate[V], up[V], out[V];
     load_bf16<V>(hr + j, gate);
     if (gated) load_bf16<V>(hr + inter + j, up);
-    const std::size_t e = rows_per_expert > 0 ? i / rows_per_expert : sorted_expert ? sorted_expert[i] : 0;
-    const float* b = bias ? bias + e * h_cols : nullptr;
+    const float* b = nullptr;
+    if (bias) {
+      // The block holding row i: the last e with row_base[e] <= i (empty blocks share their start with the next).
+      int lo = 0, hi = num_experts;  // row_base[lo] <= i < row_base[hi]
+      if (row_base)
+        while (hi - lo > 1) {
+          const int mid = (lo + hi) / 2;
+          if (row_base[mid] <= static_cast<long long>(i)) lo = mid; else hi = mid;
+        }
+      b = bias + static_cast<std::size_t>(lo) * h_cols;
+    }
 #pragma unroll
     for (int v = 0; v < V; ++v) {
       const float g = gate[v] + (b ? b[j + v] : 0.0f);
@@ -352,22 +358,21 @@ void pair_sort_keys(const int* meta, int num_rows, int top_k, int num_local, int
 void gather_sorted(const bf16* rows, int width, int padded, const int* sorted_slots, int pairs, int top_k,
                    const ExpertRows& layout, bf16* x_sorted, int* pair_pos, cudaStream_t stream) {
   if (!pairs) return;
-  EPMOE_ASSERT(layout.rows_per_expert == 0 || (layout.sorted_expert && layout.offsets),
-               "the padded expert layout needs the sorted experts and their offsets");
+  EPMOE_ASSERT(layout.sorted_expert && layout.offsets && layout.base, "gather_sorted needs the whole layout");
   gather_sorted_kernel<<<pairs, 128, 0, stream>>>(rows, width, padded, sorted_slots, top_k, layout, x_sorted,
                                                   pair_pos);
   EPMOE_CUDA_LAUNCH_CHECK();
 }
 
-void bias_activation(const bf16* h, int rows, int h_cols, int inter, const float* bias, const int* sorted_expert,
-                     int rows_per_expert, const ActivationParams& act, bf16* a, cudaStream_t stream) {
+void bias_activation(const bf16* h, int rows, int h_cols, int inter, const float* bias, const int* row_base,
+                     int num_experts, const ActivationParams& act, bf16* a, cudaStream_t stream) {
   if (!rows) return;
   if (vec8_ok({inter, h_cols})) {
     bias_activation_kernel<8><<<grid_for(std::size_t(rows) * inter / 8), kThreads, 0, stream>>>(
-        h, rows, h_cols, inter, bias, sorted_expert, rows_per_expert, act, a);
+        h, rows, h_cols, inter, bias, row_base, num_experts, act, a);
   } else {
     bias_activation_kernel<1><<<grid_for(std::size_t(rows) * inter), kThreads, 0, stream>>>(
-        h, rows, h_cols, inter, bias, sorted_expert, rows_per_expert, act, a);
+        h, rows, h_cols, inter, bias, row_base, num_experts, act, a);
   }
   EPMOE_CUDA_LAUNCH_CHECK();
 }

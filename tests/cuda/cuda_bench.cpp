@@ -112,6 +112,8 @@ int run(const Args& args, const epmoe::MpiComm& comm) {
   const double combine_bytes = comm.sum(static_cast<double>(stats.combine_bytes_sent)) / R;
   const double pairs = comm.sum(static_cast<double>(stats.pairs_processed)) / R;
   const double max_pairs = comm.max(static_cast<double>(stats.pairs_processed));
+  const double max_gemm_rows = comm.max(static_cast<double>(stats.gemm_rows));
+  const double max_buckets = comm.max(static_cast<double>(stats.gemm_buckets));
   const double device_gib = comm.max(static_cast<double>(stats.device_bytes)) / (1 << 30);
   const double weight_gib = comm.max(static_cast<double>(stats.weight_bytes)) / (1 << 30);
   const int Dp = padded_width(model.expert_width(), args.pad);
@@ -157,6 +159,10 @@ int run(const Args& args, const epmoe::MpiComm& comm) {
     std::printf("# per rank: %.0f pairs (max %.0f), dispatch %.1f MB, combine %.1f MB, device memory %.2f GiB "
                 "(weights %.2f GiB)\n",
                 pairs, max_pairs, dispatch_bytes * 1e-6, combine_bytes * 1e-6, device_gib, weight_gib);
+    std::printf("# expert GEMMs (%s): at most %.0f rows computed for %.0f pairs on a rank, at most %.0f GEMM calls "
+                "per weight matrix\n",
+                std::getenv("EPMOE_CUDA_EXPERT_GEMM") ? std::getenv("EPMOE_CUDA_EXPERT_GEMM") : "grouped",
+                max_gemm_rows, max_pairs, max_buckets);
     std::printf("%-13s %10s %12s %12s %8s\n", "phase", "time", "achieved", "ceiling", "of_ceil");
     std::printf("%-13s %10s %12s %12s %8s\n", "", "ms", "", "", "%");
     for (int p = 0; p < kPhases; ++p) {

@@ -125,13 +125,19 @@ TEST_CASE("bias_activation equals the CPU activation", "[cuda][kernels][activati
   std::mt19937_64 rng(fresh_seed(comm, "bias_activation"));
   for (Activation kind : {Activation::Silu, Activation::Gelu, Activation::SwigluOai, Activation::Relu2}) {
     for (int inter : {96, 90}) {  // the 16-byte path and the scalar path
-     for (int per_expert : {0, 32}) {  // the expert of a row: from the sorted experts, or from the padded layout
+      // The expert of a row is its block in the layout: random block lengths, one of them empty.
       const bool gated = kind != Activation::Relu2;
       const int rows = 157, h_cols = gated ? 2 * inter : inter, n = 5;
       const std::vector<float> h = to_float(to_bf16(uniform(rng, static_cast<std::size_t>(rows) * h_cols, -9, 9)));
       const std::vector<float> bias = uniform(rng, static_cast<std::size_t>(n) * h_cols, -1, 1);
+      std::vector<int> base = {0, 0, 0, 0, 0, rows};
+      for (int e = 1; e < n; ++e) base[e] = static_cast<int>(rng() % rows);
+      base[2] = base[3];  // expert 2's block is empty
+      std::sort(base.begin(), base.end());
       std::vector<int> expert(rows);
-      for (int i = 0; i < rows; ++i) expert[i] = per_expert ? i / per_expert : static_cast<int>(rng() % n);
+      for (int i = 0; i < rows; ++i)
+        for (int e = 0; e < n; ++e)
+          if (base[e] <= i && i < base[e + 1]) expert[i] = e;
       const cpu::ActivationParams cp{kind, 1.702f, 7.0f};
       std::vector<float> ref(static_cast<std::size_t>(rows) * inter);
       for (int i = 0; i < rows; ++i)
@@ -143,15 +149,14 @@ TEST_CASE("bias_activation equals the CPU activation", "[cuda][kernels][activati
         }
       auto d_h = to_device(to_bf16(h));
       auto d_b = to_device(bias);
-      auto d_e = to_device(expert);
+      auto d_base = to_device(base);
       DeviceBuffer<bf16> d_a(ref.size());
       poison(d_a);
-      cuda::bias_activation(d_h.data(), rows, h_cols, inter, d_b.data(), per_expert ? nullptr : d_e.data(),
-                            per_expert, cuda::ActivationParams{kind, 1.702f, 7.0f}, d_a.data(), nullptr);
+      cuda::bias_activation(d_h.data(), rows, h_cols, inter, d_b.data(), d_base.data(), n,
+                            cuda::ActivationParams{kind, 1.702f, 7.0f}, d_a.data(), nullptr);
       const double err = rel_l2(to_float(to_host(d_a, ref.size())), ref);
-      INFO(to_string(kind) << " inter " << inter << " rows per expert " << per_expert << ": rel_l2 " << err);
+      INFO(to_string(kind) << " inter " << inter << ": rel_l2 " << err);
       CHECK(err <= 3e-3);
-     }
     }
   }
 }
@@ -202,26 +207,26 @@ TEST_CASE("pair sort, gather with padding and weighted sum equal the CPU loops",
       CHECK(order_ok);
 
       DeviceBuffer<bf16> x_sorted(static_cast<std::size_t>(pairs) * padded);
-      // The padded layout first: expert e's pairs start at row e * per_expert.
+      std::vector<int> offsets(n + 1, 0);
+      for (const auto& o : order) ++offsets[o.first + 1];
+      std::partial_sum(offsets.begin(), offsets.end(), offsets.begin());
+      auto d_offsets = to_device(offsets);
+      // A grouped layout first: expert e's block is longer than its pairs (by e), so blocks start at base[e].
       {
-        std::vector<int> offsets(n + 1, 0);
-        for (const auto& o : order) ++offsets[o.first + 1];
-        int per_expert = 0;
-        for (int e = 0; e < n; ++e) per_expert = std::max(per_expert, offsets[e + 1]);
-        per_expert += 3;
-        std::partial_sum(offsets.begin(), offsets.end(), offsets.begin());
-        auto d_offsets = to_device(offsets);
-        DeviceBuffer<bf16> x_padded(static_cast<std::size_t>(n) * per_expert * padded);
+        std::vector<int> base(n + 1, 0);
+        for (int e = 0; e < n; ++e) base[e + 1] = base[e] + (offsets[e + 1] - offsets[e]) + e;
+        auto d_base = to_device(base);
+        DeviceBuffer<bf16> x_padded(static_cast<std::size_t>(base[n]) * padded);
         poison(x_padded);
         poison(pair_pos);
         cuda::gather_sorted(d_rows.data(), width, padded, sorted_slots.data(), pairs, K,
-                            cuda::ExpertRows{sorted_keys.data(), d_offsets.data(), per_expert}, x_padded.data(),
+                            cuda::ExpertRows{sorted_keys.data(), d_offsets.data(), d_base.data()}, x_padded.data(),
                             pair_pos.data(), nullptr);
         const std::vector<float> xp = to_float(to_host(x_padded, x_padded.size()));
         const std::vector<int> pos = to_host(pair_pos, slots);
         bool padded_ok = true;
         for (int i = 0; i < pairs; ++i) {
-          const int e = order[i].first, slot = order[i].second, row = e * per_expert + (i - offsets[e]);
+          const int e = order[i].first, slot = order[i].second, row = base[e] + (i - offsets[e]);
           padded_ok = padded_ok && pos[slot] == row;
           for (int c = 0; c < padded; ++c) {
             const float want = c < width ? rows[static_cast<std::size_t>(slot / K) * width + c] : 0.0f;
@@ -230,10 +235,12 @@ TEST_CASE("pair sort, gather with padding and weighted sum equal the CPU loops",
         }
         CHECK(padded_ok);
       }
+      // The compact layout (base = offsets): row i.
       poison(x_sorted);
       poison(pair_pos);
-      cuda::gather_sorted(d_rows.data(), width, padded, sorted_slots.data(), pairs, K, cuda::ExpertRows{},
-                          x_sorted.data(), pair_pos.data(), nullptr);
+      cuda::gather_sorted(d_rows.data(), width, padded, sorted_slots.data(), pairs, K,
+                          cuda::ExpertRows{sorted_keys.data(), d_offsets.data(), d_offsets.data()}, x_sorted.data(),
+                          pair_pos.data(), nullptr);
       const std::vector<float> xs = to_float(to_host(x_sorted, static_cast<std::size_t>(pairs) * padded));
       const std::vector<int> pos = to_host(pair_pos, slots);
       bool gather_ok = true;
