@@ -223,11 +223,14 @@ Matrix<float> CpuStages::experts(const Batch& batch) {
     h.resize(static_cast<size_t>(m) * R13);
     a.resize(static_cast<size_t>(m) * I);
     y.resize(static_cast<size_t>(m) * Dp);
-    linear(m, R13, Dp, x.data(), Dp, w13_padded_.data() + static_cast<size_t>(j) * R13 * Dp,
-           b13_.empty() ? nullptr : b13_.data() + static_cast<size_t>(j) * R13, h.data(), R13);
-    activate_rows(act_, h.data(), R13, m, I, a.data());
-    linear(m, Dp, I, a.data(), I, w2_padded_.data() + static_cast<size_t>(j) * Dp * I,
-           b2_padded_.empty() ? nullptr : b2_padded_.data() + static_cast<size_t>(j) * Dp, y.data(), Dp);
+    {
+      ScopedTimer gemms(times_.expert_gemms);
+      linear(m, R13, Dp, x.data(), Dp, w13_padded_.data() + static_cast<size_t>(j) * R13 * Dp,
+             b13_.empty() ? nullptr : b13_.data() + static_cast<size_t>(j) * R13, h.data(), R13);
+      activate_rows(act_, h.data(), R13, m, I, a.data());
+      linear(m, Dp, I, a.data(), I, w2_padded_.data() + static_cast<size_t>(j) * Dp * I,
+             b2_padded_.empty() ? nullptr : b2_padded_.data() + static_cast<size_t>(j) * Dp, y.data(), Dp);
+    }
     for (int i = 0; i < m; ++i) {
       const int p = order[offsets[j] + i];
       const float w = scale * batch.pair_weight[p];

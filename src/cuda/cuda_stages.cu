@@ -394,10 +394,13 @@ CudaStages::Rows CudaStages::experts(const Batch& batch) {
   // Pad on entry: the GEMMs see width Dp with zero lanes beyond Din.
   gather_sorted(batch.rows.data, Din, Dp, sorted_slots_.data(), pairs, K, layout, x_sorted_.data(), pair_pos_.data(),
                 s);
-  expert_gemm_->run(0);  // h = x . w13^T
-  bias_activation(h_.data(), static_cast<int>(gemm_rows), R13, I, weights_.b13.size() ? weights_.b13.data() : nullptr,
-                  layout.base, n, act_, a_.data(), s);
-  expert_gemm_->run(1);  // y = a . w2^T
+  {
+    StageTimer gemms(clock_, &PhaseTimes::expert_gemms, s);
+    expert_gemm_->run(0);  // h = x . w13^T
+    bias_activation(h_.data(), static_cast<int>(gemm_rows), R13, I,
+                    weights_.b13.size() ? weights_.b13.data() : nullptr, layout.base, n, act_, a_.data(), s);
+    expert_gemm_->run(1);  // y = a . w2^T
+  }
   // The trim: the weighted sum reads padded rows and writes contiguous rows of width Din.
   weighted_sum(y_.data(), Dp, pair_pos_.data(), batch.meta, N, K, Din,
                weights_.b2.size() ? weights_.b2.data() : nullptr, model_.routed_scaling_factor, out, s);

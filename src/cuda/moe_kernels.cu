@@ -73,17 +73,31 @@ __global__ void add_bf16_kernel(bf16* __restrict__ dst, const bf16* __restrict__
     dst[i] = __float2bfloat16(__bfloat162float(dst[i]) + __bfloat162float(src[i]));
 }
 
+// The per-(rank, local expert) counts are first summed in shared memory when they fit (`shared_counts`), so that
+// the global atomics are one per block and counter instead of one per pair.
 __global__ void dispatch_flags_kernel(const int* __restrict__ ids, int T, int K, const int* __restrict__ owner,
                                       const int* __restrict__ local, int R, int max_local, int* __restrict__ flags,
-                                      int* __restrict__ counts) {
+                                      int* __restrict__ counts, bool shared_counts) {
+  extern __shared__ int block_counts[];
+  const int entries = R * (1 + max_local);
+  if (shared_counts) {
+    for (int i = threadIdx.x; i < entries; i += blockDim.x) block_counts[i] = 0;
+    __syncthreads();
+  }
   const int t = blockIdx.x * blockDim.x + threadIdx.x;
-  if (t >= T) return;
-  for (int r = 0; r < R; ++r) flags[static_cast<std::size_t>(r) * T + t] = 0;
-  for (int k = 0; k < K; ++k) {
-    const int e = ids[static_cast<std::size_t>(t) * K + k];
-    const int r = owner[e];
-    flags[static_cast<std::size_t>(r) * T + t] = 1;
-    atomicAdd(&counts[r * (1 + max_local) + 1 + local[e]], 1);
+  if (t < T) {
+    for (int r = 0; r < R; ++r) flags[static_cast<std::size_t>(r) * T + t] = 0;
+    for (int k = 0; k < K; ++k) {
+      const int e = ids[static_cast<std::size_t>(t) * K + k];
+      const int r = owner[e];
+      flags[static_cast<std::size_t>(r) * T + t] = 1;
+      atomicAdd(&(shared_counts ? block_counts : counts)[r * (1 + max_local) + 1 + local[e]], 1);
+    }
+  }
+  if (shared_counts) {
+    __syncthreads();
+    for (int i = threadIdx.x; i < entries; i += blockDim.x)
+      if (block_counts[i]) atomicAdd(&counts[i], block_counts[i]);
   }
 }
 
@@ -315,9 +329,10 @@ void add_bf16(bf16* dst, const bf16* src, std::size_t n, cudaStream_t stream) {
 void dispatch_flags(const int* ids, int num_tokens, int top_k, const int* expert_owner, const int* expert_local,
                     int num_ranks, int max_local, int* flags, int* counts, cudaStream_t stream) {
   if (!num_tokens) return;
-  dispatch_flags_kernel<<<grid_for(num_tokens), kThreads, 0, stream>>>(ids, num_tokens, top_k, expert_owner,
-                                                                        expert_local, num_ranks, max_local, flags,
-                                                                        counts);
+  const std::size_t count_bytes = static_cast<std::size_t>(num_ranks) * (1 + max_local) * sizeof(int);
+  const bool shared_counts = count_bytes <= 32 * 1024;
+  dispatch_flags_kernel<<<grid_for(num_tokens), kThreads, shared_counts ? count_bytes : 0, stream>>>(
+      ids, num_tokens, top_k, expert_owner, expert_local, num_ranks, max_local, flags, counts, shared_counts);
   EPMOE_CUDA_LAUNCH_CHECK();
 }
 

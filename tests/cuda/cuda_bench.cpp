@@ -89,9 +89,16 @@ int run(const Args& args, const epmoe::MpiComm& comm) {
   for (int i = 0; i < args.warmup; ++i) layer->forward(x);
   // Per iteration, per phase: the slowest rank's time.
   // dispatch_a2a and combine_a2a: the payload all-to-all alone, inside dispatch and combine (PhaseTimes).
-  enum { kRoute, kDispatch, kDispatchX, kExperts, kCombine, kCombineX, kShared, kLatent, kTotal, kPhases };
-  const char* names[kPhases] = {"route",  "dispatch", "dispatch_a2a", "experts", "combine",
-                                "combine_a2a", "shared", "latent",       "total"};
+  // expert_gemms: the grouped GEMMs with the activation between them, inside experts.
+  // combine_crit, combine_a2a_crit: the combine on the rank whose expert phase was the slowest in that forward (it
+  // waits for no other rank's experts: the combine without the routing imbalance).
+  enum {
+    kRoute, kDispatch, kDispatchX, kExperts, kExpertGemms, kCombine, kCombineX, kCombineCrit, kCombineXCrit, kShared,
+    kLatent, kTotal, kPhases
+  };
+  const char* names[kPhases] = {"route",       "dispatch",     "dispatch_a2a",     "experts", "expert_gemms",
+                                "combine",     "combine_a2a",  "combine_crit",     "combine_a2a_crit",
+                                "shared",      "latent",       "total"};
   std::vector<std::vector<double>> samples(kPhases);
   Matrix<float> y;
   for (int i = 0; i < std::max(args.iters, 1); ++i) {
@@ -99,9 +106,19 @@ int run(const Args& args, const epmoe::MpiComm& comm) {
     comm.barrier();
     y = layer->forward(x);
     const PhaseTimes& t = layer->times();
-    const double v[kPhases] = {t.route,   t.dispatch,         t.dispatch_exchange, t.experts, t.combine,
-                               t.combine_exchange, t.shared, t.latent,          t.total};
-    for (int p = 0; p < kPhases; ++p) samples[p].push_back(comm.max(v[p]));
+    // The rank with the slowest expert phase, and its combine.
+    struct {
+      double v;
+      int r;
+    } mine{t.experts, comm.rank()}, slowest{0, 0};
+    MPI_Allreduce(&mine, &slowest, 1, MPI_DOUBLE_INT, MPI_MAXLOC, comm.handle());
+    double crit[2] = {t.combine, t.combine_exchange};
+    MPI_Bcast(crit, 2, MPI_DOUBLE, slowest.r, comm.handle());
+    const double v[kPhases] = {t.route,   t.dispatch,         t.dispatch_exchange, t.experts, t.expert_gemms,
+                               t.combine, t.combine_exchange, crit[0],             crit[1],   t.shared,
+                               t.latent,  t.total};
+    for (int p = 0; p < kPhases; ++p)
+      samples[p].push_back(p == kCombineCrit || p == kCombineXCrit ? v[p] : comm.max(v[p]));
   }
   double med[kPhases];
   for (int p = 0; p < kPhases; ++p) med[p] = median(samples[p]);
@@ -124,9 +141,12 @@ int run(const Args& args, const epmoe::MpiComm& comm) {
   // Expert phase rate: the slowest rank's pairs over the slowest rank's time is a lower bound of what it did;
   // use the mean pairs per rank, as the dense ceiling is shaped from the mean (tokens x top_k rows).
   const double expert_tflops = med[kExperts] > 0 ? pairs * flops_per_pair / med[kExperts] * 1e-12 : 0;
+  const double gemm_tflops = med[kExpertGemms] > 0 ? pairs * flops_per_pair / med[kExpertGemms] * 1e-12 : 0;
   auto gbps = [&](double bytes, int phase) { return med[phase] > 0 ? bytes / med[phase] * 1e-9 : 0.0; };
   const double dispatch_gbps = gbps(dispatch_bytes, kDispatch), combine_gbps = gbps(combine_bytes, kCombine);
   const double dispatch_a2a_gbps = gbps(dispatch_bytes, kDispatchX), combine_a2a_gbps = gbps(combine_bytes, kCombineX);
+  const double combine_crit_gbps = gbps(combine_bytes, kCombineCrit);
+  const double combine_a2a_crit_gbps = gbps(combine_bytes, kCombineXCrit);
 
   bool verified = true;
   std::string verify_text = "not run";
@@ -163,24 +183,29 @@ int run(const Args& args, const epmoe::MpiComm& comm) {
                 "per weight matrix\n",
                 std::getenv("EPMOE_CUDA_EXPERT_GEMM") ? std::getenv("EPMOE_CUDA_EXPERT_GEMM") : "grouped",
                 max_gemm_rows, max_pairs, max_buckets);
-    std::printf("%-13s %10s %12s %12s %8s\n", "phase", "time", "achieved", "ceiling", "of_ceil");
-    std::printf("%-13s %10s %12s %12s %8s\n", "", "ms", "", "", "%");
+    std::printf("%-17s %10s %12s %12s %8s\n", "phase", "time", "achieved", "ceiling", "of_ceil");
+    std::printf("%-17s %10s %12s %12s %8s\n", "", "ms", "", "", "%");
     for (int p = 0; p < kPhases; ++p) {
       char achieved[32] = "", ceiling[32] = "", pct[16] = "";
-      if (p == kExperts) {
-        std::snprintf(achieved, sizeof achieved, "%.1f TF/s", expert_tflops);
+      if (p == kExperts || p == kExpertGemms) {
+        const double tf = p == kExperts ? expert_tflops : gemm_tflops;
+        std::snprintf(achieved, sizeof achieved, "%.1f TF/s", tf);
         std::snprintf(ceiling, sizeof ceiling, "%.1f TF/s", ceil.gemm_tflops());
-        std::snprintf(pct, sizeof pct, "%.0f", 100 * expert_tflops / ceil.gemm_tflops());
-      } else if ((p == kDispatch || p == kCombine || p == kDispatchX || p == kCombineX) && alltoall) {
-        const double g = p == kDispatch    ? dispatch_gbps
-                         : p == kCombine   ? combine_gbps
-                         : p == kDispatchX ? dispatch_a2a_gbps
-                                           : combine_a2a_gbps;
+        std::snprintf(pct, sizeof pct, "%.0f", 100 * tf / ceil.gemm_tflops());
+      } else if ((p == kDispatch || p == kCombine || p == kDispatchX || p == kCombineX || p == kCombineCrit ||
+                  p == kCombineXCrit) &&
+                 alltoall) {
+        const double g = p == kDispatch       ? dispatch_gbps
+                         : p == kCombine      ? combine_gbps
+                         : p == kDispatchX    ? dispatch_a2a_gbps
+                         : p == kCombineX     ? combine_a2a_gbps
+                         : p == kCombineCrit  ? combine_crit_gbps
+                                              : combine_a2a_crit_gbps;
         std::snprintf(achieved, sizeof achieved, "%.1f GB/s", g);
         std::snprintf(ceiling, sizeof ceiling, "%.1f GB/s", ceil.alltoall_gbps());
         std::snprintf(pct, sizeof pct, "%.0f", 100 * g / ceil.alltoall_gbps());
       }
-      std::printf("%-13s %10.3f %12s %12s %8s\n", names[p], med[p] * 1e3, achieved, ceiling, pct);
+      std::printf("%-17s %10.3f %12s %12s %8s\n", names[p], med[p] * 1e3, achieved, ceiling, pct);
     }
     std::printf("# ceilings: dense GEMM %.0f x (%d + %d) at width %d: %.3f ms; ncclAlltoAll %.1f MB per rank: %.3f ms\n",
                 static_cast<double>(args.tokens) * model.top_k, model.w13_rows(), Dp, Dp, ceil.gemm_seconds * 1e3,
@@ -192,7 +217,8 @@ int run(const Args& args, const epmoe::MpiComm& comm) {
         << ", \"preset\": \"" << args.preset << "\", \"mode\": \"" << to_string(args.mode) << "\", \"pad\": " << args.pad
         << ", \"tokens_per_rank\": " << args.tokens << ", \"iters\": " << args.iters << ", \"median_ms\": {";
       for (int p = 0; p < kPhases; ++p) j << (p ? ", " : "") << "\"" << names[p] << "\": " << med[p] * 1e3;
-      j << "}, \"expert_tflops\": " << expert_tflops << ", \"gemm_ceiling_tflops\": " << ceil.gemm_tflops()
+      j << "}, \"expert_tflops\": " << expert_tflops << ", \"expert_gemms_tflops\": " << gemm_tflops
+        << ", \"combine_crit_gbps\": " << combine_crit_gbps << ", \"combine_a2a_crit_gbps\": " << combine_a2a_crit_gbps << ", \"gemm_ceiling_tflops\": " << ceil.gemm_tflops()
         << ", \"dispatch_gbps\": " << dispatch_gbps << ", \"combine_gbps\": " << combine_gbps
         << ", \"dispatch_a2a_gbps\": " << dispatch_a2a_gbps << ", \"combine_a2a_gbps\": " << combine_a2a_gbps
         << ", \"alltoall_ceiling_gbps\": " << ceil.alltoall_gbps() << ", \"dispatch_bytes_per_rank\": "
