@@ -46,8 +46,22 @@ ExpertGemmMode expert_gemm_mode_from_env() {
   EPMOE_THROW(ErrorKind::Usage, "EPMOE_CUDA_EXPERT_GEMM must be grouped or streams, found '", s, "'");
 }
 
+double expert_group_fill_from_env() {
+  const char* v = std::getenv("EPMOE_CUDA_GROUP_FILL");
+  if (!v) return 0.8;
+  char* end = nullptr;
+  const double fill = std::strtod(v, &end);
+  EPMOE_REQUIRE(end != v && *end == '\0' && fill >= 0.5 && fill <= 1.0, ErrorKind::Usage,
+                "EPMOE_CUDA_GROUP_FILL must be a number in [0.5, 1], found '", v, "'");
+  return fill;
+}
+
 ExpertGemm::ExpertGemm(cublasHandle_t main_handle, cudaStream_t stream, int max_experts)
-    : mode_(expert_gemm_mode_from_env()), main_handle_(main_handle), stream_(stream), max_experts_(max_experts) {
+    : mode_(expert_gemm_mode_from_env()),
+      fill_(expert_group_fill_from_env()),
+      main_handle_(main_handle),
+      stream_(stream),
+      max_experts_(max_experts) {
   const int lanes = gemm_streams_from_env();
   if (lanes > 1) {
     for (int i = 0; i < lanes; ++i) {
@@ -90,7 +104,7 @@ int ExpertGemm::plan(const std::vector<int>& offsets) {
       if (rows <= kOneTile)
         j = nonzero;
       else
-        while (j < nonzero && 5 * count(order_[j]) >= 4 * rows) ++j;
+        while (j < nonzero && count(order_[j]) >= fill_ * rows) ++j;
     }
     buckets_.push_back(Bucket{rows, i, j - i});
     for (int q = i; q < j; ++q) block[order_[q]] = rows;

@@ -23,8 +23,9 @@ void linear_f32(cublasHandle_t handle, int m, int n, int k, const float* x, int 
 // How the experts' GEMMs run (EPMOE_CUDA_EXPERT_GEMM = grouped | streams; default grouped):
 //   grouped: experts of similar pair counts share one pointer-array cublasGemmBatchedEx ("bucket"): sorted by count,
 //            an expert joins the bucket of the largest one while its count is at least 80% of that largest count
-//            (so padding adds at most 25% rows), and every expert with at most 128 pairs joins one last bucket (one
-//            tile row of the GEMM: padding costs no time there; weight reads and launches dominate). Each expert owns
+//            (EPMOE_CUDA_GROUP_FILL; padding adds at most 25% rows), and every expert with at most 128 pairs joins
+//            one last bucket (one tile row of the GEMM: padding costs no time there; weight reads and launches
+//            dominate). Each expert owns
 //            a block of its bucket's row count in the layout; the rows past its pairs are computed and never read.
 //            Balanced routing makes one bucket (a single batched GEMM over all experts); skewed routing a few.
 //   streams: the compact layout, one cublasGemmEx per expert.
@@ -32,6 +33,9 @@ void linear_f32(cublasHandle_t handle, int m, int n, int k, const float* x, int 
 // each to the least loaded stream, so that small GEMMs run concurrently and fill the SMs.
 enum class ExpertGemmMode { Grouped, Streams };
 ExpertGemmMode expert_gemm_mode_from_env();
+// EPMOE_CUDA_GROUP_FILL in [0.5, 1] (default 0.8): an expert joins a bucket while its count is at least this
+// fraction of the bucket's largest (padding at most 1/fill - 1 of the rows).
+double expert_group_fill_from_env();
 
 // One GEMM of the experts: for each local expert e, out rows of e = x rows of e . w_e^T, w_e = w + e * n * ldw
 // (w is [experts, n, ldw] with k <= ldw used columns); x and out rows in the layout of ExpertGemm::plan().
@@ -71,6 +75,7 @@ class ExpertGemm {
     int first, size;  // order_[first, first + size)
   };
   ExpertGemmMode mode_;
+  double fill_;
   cublasHandle_t main_handle_;
   cudaStream_t stream_;
   int max_experts_;
