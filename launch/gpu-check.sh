@@ -70,7 +70,7 @@ fi
 
 if has bench; then
   RANKS=${BENCH_RANKS:-$NGPU}
-  for fill in ${BENCH_FILL:-0.8}; do
+  for fill in ${BENCH_FILL:-0.9}; do
   for gemm in ${BENCH_GEMM:-grouped}; do
   for streams in ${BENCH_STREAMS:-4}; do
   for preset in ${BENCH_PRESETS:-deepseek-v3 qwen3-30b-a3b gpt-oss-120b}; do

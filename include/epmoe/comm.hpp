@@ -20,7 +20,7 @@ class MpiComm {
   int size() const { return size_; }
   MPI_Comm handle() const { return comm_; }
 
-  // Block r of recv = what rank r put in block (this rank) of send; blocks of send.size() / ranks ints.
+  // recv[r] = what rank r put in send[this rank]; one int per rank.
   void alltoall(Contiguous<const int> send, Contiguous<int> recv) const;
   // send_counts[r] elements go to rank r (consecutive in `send`, rank order); recv likewise.
   void alltoallv(Contiguous<const float> send, const std::vector<int>& send_counts, Contiguous<float> recv,

@@ -44,10 +44,9 @@ MpiComm::MpiComm(MPI_Comm comm) : comm_(comm) {
 }
 
 void MpiComm::alltoall(Contiguous<const int> send, Contiguous<int> recv) const {
-  EPMOE_ASSERT(send.size() == recv.size() && send.size() % size_ == 0 && send.size() > 0,
-               "alltoall takes the same positive number of ints for every rank");
-  const int per_rank = static_cast<int>(send.size() / size_);
-  EPMOE_MPI_CHECK(MPI_Alltoall(send.data(), per_rank, MPI_INT, recv.data(), per_rank, MPI_INT, comm_));
+  EPMOE_ASSERT(send.size() == static_cast<size_t>(size_) && recv.size() == static_cast<size_t>(size_),
+               "alltoall takes one int per rank");
+  EPMOE_MPI_CHECK(MPI_Alltoall(send.data(), 1, MPI_INT, recv.data(), 1, MPI_INT, comm_));
 }
 
 void MpiComm::alltoallv(Contiguous<const float> send, const std::vector<int>& send_counts, Contiguous<float> recv,

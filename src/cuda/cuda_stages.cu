@@ -61,7 +61,6 @@ CudaStages::CudaStages(const ModelConfig& model, const UnpadPlan& plan, Placemen
                        const NcclComm& nccl, DeviceWeights weights, int max_tokens, PhaseTimes& times)
     : model_(model),
       plan_(plan),
-      comm_(comm),
       nccl_(nccl),
       placement_(model.num_experts, comm.size(), placement),
       rank_(comm.rank()),
@@ -89,6 +88,7 @@ CudaStages::CudaStages(const ModelConfig& model, const UnpadPlan& plan, Placemen
   EPMOE_CUDA_CHECK(cudaMemcpy(local_.data(), local.data(), local.size() * sizeof(int), cudaMemcpyHostToDevice));
   const std::size_t count_entries = static_cast<std::size_t>(num_ranks_) * (1 + max_local_);
   counts_send_ = DeviceBuffer<int>(count_entries, "counts_send");
+  counts_recv_ = DeviceBuffer<int>(count_entries, "counts_recv");
   local_counts_ = DeviceBuffer<int>(std::max(1, max_local_), "local_counts");
   counts_host_.reserve(2 * count_entries);
   reserve_tokens(max_tokens);
@@ -137,8 +137,8 @@ void CudaStages::reserve_tokens(int tokens) {
   sorted_keys_.reserve(rows * K, false);
   sorted_slots_.reserve(rows * K, false);
   pair_pos_.reserve(rows * K, false);
-  // The experts' GEMM rows: the pairs with room for the grouped layout (ExpertGemm: up to 25% padding, or up to 128
-  // rows per expert).
+  // The experts' GEMM rows: the pairs with room for the grouped layout (ExpertGemm: some padding, or up to 128 rows
+  // per expert).
   const std::size_t gemm_rows = std::max(with_headroom(pairs), static_cast<std::size_t>(weights_.num_local) * 128);
   if (x_sorted_.reserve(gemm_rows * Dp, false))
     EPMOE_CUDA_CHECK(cudaMemset(x_sorted_.data(), 0, x_sorted_.bytes()));  // padding rows read defined zeros
@@ -169,7 +169,7 @@ std::size_t CudaStages::device_bytes() const {
          shared_a_.bytes() + send_rows_.bytes() + send_meta_.bytes() + back_.bytes() + recv_rows_.bytes() +
          recv_meta_.bytes() + partial_.bytes() + sort_keys_.bytes() + sort_values_.bytes() + sorted_keys_.bytes() +
          sorted_slots_.bytes() + pair_pos_.bytes() + x_sorted_.bytes() + h_.bytes() + a_.bytes() + y_.bytes() +
-         cub_temp_.bytes() + counts_send_.bytes() + local_counts_.bytes() + owner_.bytes() +
+         cub_temp_.bytes() + counts_send_.bytes() + counts_recv_.bytes() + local_counts_.bytes() + owner_.bytes() +
          local_.bytes();
 }
 
@@ -265,17 +265,21 @@ CudaStages::Batch CudaStages::dispatch(const Rows& xr, const Routing& routing) {
                  s);
   exclusive_scan(flags_.data(), positions_.data(), R * T, cub_temp_, s);
   rank_row_counts(flags_.data(), positions_.data(), T, R, max_local_, counts_send_.data(), s);
-  // The count exchange, the one host synchronization of the layer: the counts come to the host and go to the other
-  // ranks through MPI (a few hundred bytes: host latency is lower than a device collective's plus a second copy).
-  // The pack is queued behind the copy and runs meanwhile.
+  // The count exchange: the one host synchronization of the layer. The pack is queued behind it and runs while the
+  // host waits for the counts and prepares the payload exchange.
+  const std::vector<std::size_t> per_rank(R, static_cast<std::size_t>(stride));
+  nccl_.alltoallv_group(std::vector<NcclComm::Exchange>{make_exchange(counts_send_.contiguous_const(R * stride),
+                                                                      counts_recv_.contiguous(R * stride), per_rank,
+                                                                      per_rank)},
+                        s);
   EPMOE_CUDA_CHECK(cudaMemcpyAsync(counts_host_.data(), counts_send_.data(), R * stride * sizeof(int),
+                                   cudaMemcpyDeviceToHost, s));
+  EPMOE_CUDA_CHECK(cudaMemcpyAsync(counts_host_.data() + R * stride, counts_recv_.data(), R * stride * sizeof(int),
                                    cudaMemcpyDeviceToHost, s));
   counts_ready_.record(s);
   pack_dispatch(xr.data, Din, routing.ids, routing.weights, T, K, owner_.data(), local_.data(), R, flags_.data(),
                 positions_.data(), send_rows_.data(), send_meta_.data(), s);
   EPMOE_CUDA_CHECK(cudaEventSynchronize(counts_ready_.get()));
-  comm_.alltoall(Contiguous<const int>::from_contiguous_storage(counts_host_.data(), R * stride),
-                 Contiguous<int>::from_contiguous_storage(counts_host_.data() + R * stride, R * stride));
   const int* sent = counts_host_.data();
   const int* got = counts_host_.data() + R * stride;
 

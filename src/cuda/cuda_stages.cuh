@@ -110,7 +110,6 @@ class CudaStages {
 
   const ModelConfig& model_;
   const UnpadPlan& plan_;
-  const MpiComm& comm_;
   const NcclComm& nccl_;
   ExpertPlacement placement_;
   int rank_, num_ranks_, max_local_;
@@ -137,7 +136,7 @@ class CudaStages {
   // Dispatch and experts workspaces (grow with the traffic).
   DeviceBuffer<bf16> send_rows_, recv_rows_, partial_, back_;
   DeviceBuffer<int> send_meta_, recv_meta_;
-  DeviceBuffer<int> counts_send_, local_counts_;
+  DeviceBuffer<int> counts_send_, counts_recv_, local_counts_;
   PinnedBuffer<int> counts_host_;
   DeviceBuffer<int> sort_keys_, sort_values_, sorted_keys_, sorted_slots_, pair_pos_;
   DeviceBuffer<bf16> x_sorted_, h_, a_, y_;  // the experts' GEMM rows, in the layout ExpertGemm planned

@@ -48,7 +48,7 @@ ExpertGemmMode expert_gemm_mode_from_env() {
 
 double expert_group_fill_from_env() {
   const char* v = std::getenv("EPMOE_CUDA_GROUP_FILL");
-  if (!v) return 0.8;
+  if (!v) return 0.9;
   char* end = nullptr;
   const double fill = std::strtod(v, &end);
   EPMOE_REQUIRE(end != v && *end == '\0' && fill >= 0.5 && fill <= 1.0, ErrorKind::Usage,
