@@ -29,8 +29,15 @@ need(sizes == want_sizes, f"sizes {sizes} != {want_sizes}")
 for x in r["results"]:
     for k in ["route_ms", "dispatch_ms", "experts_ms", "combine_ms", "shared_ms", "total_ms", "tokens_per_s",
               "expert_tflops", "dispatch_gbps", "combine_gbps", "slowest_rank", "ceiling_gemm_tflops",
-              "ceiling_alltoall_gbps", "dispatch_bytes_per_rank", "expert_flops"]:
+              "ceiling_alltoall_gbps", "dispatch_bytes_per_rank", "expert_flops", "dispatch_exchange_ms",
+              "combine_exchange_ms", "expert_gemms_ms"]:
         need(k in x, f"results[{x.get('tokens_per_rank')}].{k} missing")
+    # Parts of phases: inside their phase, and measured (the GEMMs always run; the exchanges at several ranks).
+    need(0 < x["expert_gemms_ms"] <= x["experts_ms"] + 1e-9, "expert_gemms must be positive and within experts")
+    need(x["dispatch_exchange_ms"] <= x["dispatch_ms"] + 1e-9, "dispatch_exchange must lie within dispatch")
+    need(x["combine_exchange_ms"] <= x["combine_ms"] + 1e-9, "combine_exchange must lie within combine")
+    if want_ranks > 1 and c["mode"] == "alltoall":
+        need(x["dispatch_exchange_ms"] > 0 and x["combine_exchange_ms"] > 0, "the exchanges must be timed")
     need(x["total_ms"] > 0 and x["experts_ms"] > 0, "times must be positive")
     need(x["total_ms"] + 1e-9 >= max(x["route_ms"], x["experts_ms"]), "total must cover each phase")
     need(x["tokens_per_s"] > 0, "tokens_per_s must be positive")
