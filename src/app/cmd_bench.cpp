@@ -261,9 +261,10 @@ int cmd_bench(const Args& args, const MpiComm& comm) {
               << " of the expert phase's total shape; equal-split "
               << (s.backend == BackendKind::Cpu ? "MPI_Alltoall" : "ncclAlltoAll") << " of the dispatch bytes)\n# "
               << pad("tokens", 9) << pad("GEMM", 10) << pad("experts", 9) << pad("alltoall", 10) << pad("dispatch", 9)
-              << pad("combine", 9) << pad("disp.a2a", 9) << pad("comb.a2a", 9) << "\n# " << pad("per rank", 9)
-              << pad("(TFLOP/s)", 10) << pad("(% ceil)", 9) << pad("(GB/s)", 10) << pad("(% ceil)", 9)
-              << pad("(% ceil)", 9) << pad("(% ceil)", 9) << pad("(% ceil)", 9) << "\n";
+              << pad("combine", 9) << pad("disp.a2a", 9) << pad("comb.a2a", 9) << pad("gemms", 9) << "\n# "
+              << pad("per rank", 9) << pad("(TFLOP/s)", 10) << pad("(% ceil)", 9) << pad("(GB/s)", 10)
+              << pad("(% ceil)", 9) << pad("(% ceil)", 9) << pad("(% ceil)", 9) << pad("(% ceil)", 9)
+              << pad("(% ceil)", 9) << "\n";
     for (const Row& r : rows) {
       // The ceiling is one rank's GEMM: compare the expert rate per rank.
       const double ex = r.t.experts > 0 ? r.expert_flops / r.t.experts * 1e-12 / comm.size() : 0;
@@ -272,11 +273,14 @@ int cmd_bench(const Args& args, const MpiComm& comm) {
       // The payload all-to-all alone (alltoall mode; the all-reduce has no separate exchange).
       const double dx = r.t.dispatch_exchange > 0 ? r.dispatch_bytes / r.t.dispatch_exchange * 1e-9 : 0;
       const double cx = r.t.combine_exchange > 0 ? r.combine_bytes / r.t.combine_exchange * 1e-9 : 0;
+      // The experts' GEMMs with their activation alone (PhaseTimes::expert_gemms), per rank like `experts`.
+      const double gx = r.t.expert_gemms > 0 ? r.expert_flops / r.t.expert_gemms * 1e-12 / comm.size() : 0;
       auto pct = [](double v, double ceil) { return ceil > 0 && v > 0 ? fmt(100.0 * v / ceil, 1) : std::string("-"); };
       std::cout << "  " << pad(std::to_string(r.tokens), 9) << pad(fmt(r.ceiling_tflops, 4), 10)
                 << pad(pct(ex, r.ceiling_tflops), 9) << pad(fmt(r.ceiling_gbps, 2), 10)
                 << pad(pct(di, r.ceiling_gbps), 9) << pad(pct(co, r.ceiling_gbps), 9)
-                << pad(pct(dx, r.ceiling_gbps), 9) << pad(pct(cx, r.ceiling_gbps), 9) << "\n";
+                << pad(pct(dx, r.ceiling_gbps), 9) << pad(pct(cx, r.ceiling_gbps), 9)
+                << pad(pct(gx, r.ceiling_tflops), 9) << "\n";
     }
     for (const Row& r : rows)
       if (r.checked) std::cout << "# check " << r.tokens << " tokens/rank: " << r.check_text << "\n";
