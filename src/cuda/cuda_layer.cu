@@ -60,8 +60,8 @@ class CudaLayer final : public LayerRunner {
     s.combine_bytes_sent = stages_->last_combine_bytes;
     s.rows_received = stages_->last_rows_received;
     s.pairs_processed = stages_->last_pairs;
-    s.gemm_rows = stages_->last_gemm_rows;
-    s.gemm_buckets = stages_->last_gemm_buckets;
+    s.gemm_rows = stages_->expert_gemm().rows();
+    s.gemm_buckets = stages_->expert_gemm().buckets();
     s.device_bytes = stages_->device_bytes();
     s.weight_bytes = stages_->weight_bytes();
     return s;

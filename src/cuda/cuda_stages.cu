@@ -101,8 +101,7 @@ void CudaStages::reserve_tokens(int tokens) {
                  token_capacity_, tokens);
   token_capacity_ = tokens;
   const std::size_t T = tokens, D = model_.hidden_size, E = model_.num_experts, K = model_.top_k;
-  const std::size_t Din = plan_.shape.expert_width, Dp = plan_.expert_width_padded, R = num_ranks_;
-  const std::size_t I = model_.moe_intermediate_size, R13 = model_.w13_rows();
+  const std::size_t Din = plan_.shape.expert_width, R = num_ranks_;
   const std::size_t fanout = std::min<std::size_t>(R, K);  // destinations per token at most
   x_f32_.reserve(T * D, false);
   x_.reserve(T * D, false);
@@ -139,12 +138,8 @@ void CudaStages::reserve_tokens(int tokens) {
   pair_pos_.reserve(rows * K, false);
   // The experts' GEMM rows: the pairs with room for the grouped layout (ExpertGemm: some padding, or up to 128 rows
   // per expert).
-  const std::size_t gemm_rows = std::max(with_headroom(pairs), static_cast<std::size_t>(weights_.num_local) * 128);
-  if (x_sorted_.reserve(gemm_rows * Dp, false))
-    EPMOE_CUDA_CHECK(cudaMemset(x_sorted_.data(), 0, x_sorted_.bytes()));  // padding rows read defined zeros
-  h_.reserve(gemm_rows * R13, false);
-  a_.reserve(gemm_rows * I, false);
-  y_.reserve(gemm_rows * Dp, false);
+  reserve_gemm_rows(std::max(with_headroom(pairs), static_cast<std::size_t>(weights_.num_local) * 128), false,
+                    stream());
   cub_temp_.reserve(cub_temp_bytes(static_cast<int>(R * T), static_cast<int>(rows * K), weights_.num_local), false);
   x_f32_.set_name("x_f32");
   recv_rows_.set_name("recv_rows");
@@ -160,6 +155,16 @@ void CudaStages::reserve_tokens(int tokens) {
   a_.set_name("a");
   y_.set_name("y");
   cub_temp_.set_name("cub_temp");
+}
+
+void CudaStages::reserve_gemm_rows(std::size_t rows, bool log, cudaStream_t stream) {
+  const std::size_t Dp = plan_.expert_width_padded, I = model_.moe_intermediate_size, R13 = model_.w13_rows();
+  if (!x_sorted_.reserve(rows * Dp, log)) return;
+  h_.reserve(rows * R13, log);
+  a_.reserve(rows * I, log);
+  y_.reserve(rows * Dp, log);
+  // Blocks longer than their expert's pairs compute rows that are never read; give them defined (zero) inputs.
+  EPMOE_CUDA_CHECK(cudaMemsetAsync(x_sorted_.data(), 0, x_sorted_.bytes(), stream));
 }
 
 std::size_t CudaStages::device_bytes() const {
@@ -373,17 +378,7 @@ CudaStages::Rows CudaStages::experts(const Batch& batch) {
   }
   // The GEMMs' row layout: each expert's block of rows, sized by its bucket (ExpertGemm: grouped GEMMs).
   const std::size_t gemm_rows = expert_gemm_->plan(batch.expert_offsets);
-  last_gemm_rows = gemm_rows;
-  last_gemm_buckets = expert_gemm_->buckets();
-  if (x_sorted_.size() < gemm_rows * Dp) {
-    const std::size_t grown = with_headroom(gemm_rows);
-    x_sorted_.reserve(grown * Dp);
-    h_.reserve(grown * R13);
-    a_.reserve(grown * I);
-    y_.reserve(grown * Dp);
-    // Blocks longer than their expert's pairs compute rows that are never read; give them defined (zero) inputs.
-    EPMOE_CUDA_CHECK(cudaMemsetAsync(x_sorted_.data(), 0, x_sorted_.bytes(), s));
-  }
+  if (x_sorted_.size() < gemm_rows * Dp) reserve_gemm_rows(with_headroom(gemm_rows), true, s);
   expert_gemm_->prepare({ExpertLinear{R13, Dp, x_sorted_.data(), Dp, weights_.w13.data(), Dp, h_.data(), R13},
                          ExpertLinear{Dp, I, a_.data(), I, weights_.w2.data(), I, y_.data(), Dp}});
   const ExpertRows layout{sorted_keys_.data(), expert_gemm_->device_offsets(), expert_gemm_->device_base()};

@@ -98,11 +98,13 @@ class CudaStages {
   std::size_t device_bytes() const;
   std::size_t weight_bytes() const { return weights_.bytes(); }
   std::size_t last_dispatch_bytes = 0, last_combine_bytes = 0, last_rows_received = 0, last_pairs = 0;
-  std::size_t last_gemm_rows = 0;
-  int last_gemm_buckets = 0;
+  const ExpertGemm& expert_gemm() const { return *expert_gemm_; }
 
  private:
   void reserve_tokens(int tokens);
+  // Room for `rows` rows of the experts' GEMM buffers (x_sorted, h, a, y); a new x_sorted is zeroed on `stream`, so
+  // that the padding rows of the grouped layout read defined values.
+  void reserve_gemm_rows(std::size_t rows, bool log, cudaStream_t stream);
   // The shared expert's GEMMs and activation on `stream` with `handle`, into `out` [T, D].
   void run_shared_expert(const Rows& x, bf16* out, cublasHandle_t handle, cudaStream_t stream);
   // Pair ordering by local expert and the host offsets from per-expert counts (shared by both modes).

@@ -96,7 +96,7 @@ int ExpertGemm::plan(const std::vector<int>& offsets) {
   // Buckets over the experts with pairs, largest first.
   constexpr int kOneTile = 128;
   buckets_.clear();
-  std::vector<int> block(n, 0);
+  block_.assign(n, 0);
   for (int i = 0; i < nonzero;) {
     const int rows = count(order_[i]);
     int j = i + 1;
@@ -107,12 +107,12 @@ int ExpertGemm::plan(const std::vector<int>& offsets) {
         while (j < nonzero && count(order_[j]) >= fill_ * rows) ++j;
     }
     buckets_.push_back(Bucket{rows, i, j - i});
-    for (int q = i; q < j; ++q) block[order_[q]] = rows;
+    for (int q = i; q < j; ++q) block_[order_[q]] = rows;
     i = j;
   }
   // Blocks in expert order: the layout's rows of expert e are [base[e], base[e] + block[e]).
   base_.assign(n + 1, 0);
-  for (int e = 0; e < n; ++e) base_[e + 1] = base_[e] + block[e];
+  for (int e = 0; e < n; ++e) base_[e + 1] = base_[e] + block_[e];
   int* ints = reinterpret_cast<int*>(host_.data());
   std::copy(offsets.begin(), offsets.end(), ints);
   std::copy(base_.begin(), base_.end(), ints + max_experts_ + 1);
@@ -152,7 +152,7 @@ void ExpertGemm::run(int gemm) {
   const void* const* b = pointers + pointer_slot(gemm, 1);
   void* const* c = pointers + pointer_slot(gemm, 2);
   const bool fan_out = !streams_.empty() && buckets_.size() > 1;
-  std::vector<long> load(fan_out ? streams_.size() : 1, 0);
+  load_.assign(fan_out ? streams_.size() : 1, 0);
   if (fan_out) {
     fork_.record(stream_);
     for (auto& st : streams_) EPMOE_CUDA_CHECK(cudaStreamWaitEvent(st->get(), fork_.get(), 0));
@@ -161,8 +161,8 @@ void ExpertGemm::run(int gemm) {
   for (const Bucket& bucket : buckets_) {  // largest rows first, each to the least loaded stream
     int lane = 0;
     if (fan_out) {
-      lane = static_cast<int>(std::min_element(load.begin(), load.end()) - load.begin());
-      load[lane] += static_cast<long>(bucket.rows) * bucket.size;
+      lane = static_cast<int>(std::min_element(load_.begin(), load_.end()) - load_.begin());
+      load_[lane] += static_cast<long>(bucket.rows) * bucket.size;
     }
     cublasHandle_t handle = fan_out ? handles_[lane]->get() : main_handle_;
     if (bucket.size == 1) {

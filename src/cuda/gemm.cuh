@@ -25,8 +25,8 @@ void linear_f32(cublasHandle_t handle, int m, int n, int k, const float* x, int 
 //            an expert joins the bucket of the largest one while its count is at least 90% of that largest count
 //            (EPMOE_CUDA_GROUP_FILL; padding adds at most 11% rows), and every expert with at most 128 pairs joins
 //            one last bucket (one tile row of the GEMM: padding costs no time there; weight reads and launches
-//            dominate). Each expert owns
-//            a block of its bucket's row count in the layout; the rows past its pairs are computed and never read.
+//            dominate). Each expert owns a block of its bucket's row count in the layout; the rows past its pairs
+//            are computed and never read.
 //            Balanced routing makes one bucket (a single batched GEMM over all experts); skewed routing a few.
 //   streams: the compact layout, one cublasGemmEx per expert.
 // Either way the buckets (or experts) are spread over EPMOE_CUDA_GEMM_STREAMS streams (default 4), largest first,
@@ -60,16 +60,14 @@ class ExpertGemm {
   ExpertGemm(cublasHandle_t main_handle, cudaStream_t stream, int max_experts);
   // Row layout for these pair offsets (host, [n + 1]); returns the number of rows the layout spans.
   int plan(const std::vector<int>& offsets);
-  // Host copies of the layout: base[e] = first row of expert e's block, base[n] = rows (non-decreasing).
-  const std::vector<int>& base() const { return base_; }
   void prepare(const std::vector<ExpertLinear>& gemms);
   // Device copies (valid on `stream` after prepare()): offsets [n + 1] and base [n + 1].
   const int* device_offsets() const { return reinterpret_cast<const int*>(device_.data()); }
   const int* device_base() const { return device_offsets() + max_experts_ + 1; }
   void run(int gemm);
-  int lanes() const { return static_cast<int>(streams_.size()) > 0 ? static_cast<int>(streams_.size()) : 1; }
+  // Of the last plan(): the rows the layout spans (pairs and padding) and the GEMM calls per weight matrix.
+  int rows() const { return base_.empty() ? 0 : base_.back(); }
   int buckets() const { return static_cast<int>(buckets_.size()); }
-  ExpertGemmMode mode() const { return mode_; }
 
  private:
   struct Bucket {
@@ -85,7 +83,10 @@ class ExpertGemm {
   std::vector<std::unique_ptr<CublasHandle>> handles_;
   std::vector<std::unique_ptr<Event>> joins_;
   Event fork_{false};
-  std::vector<int> order_, base_, lane_of_;
+  std::vector<int> order_;
+  std::vector<int> block_;  // rows of each expert's block (plan's workspace)
+  std::vector<int> base_;   // base_[e] = first row of expert e's block, base_[n] = rows (non-decreasing)
+  std::vector<long> load_;  // rows queued per stream (run's workspace)
   std::vector<Bucket> buckets_;
   std::vector<ExpertLinear> gemms_;
   // One transfer per layer: [offsets n+1 | base n+1 | pad to 8 bytes | per GEMM: A, B, C pointer arrays of

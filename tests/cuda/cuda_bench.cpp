@@ -179,10 +179,10 @@ int run(const Args& args, const epmoe::MpiComm& comm) {
     std::printf("# per rank: %.0f pairs (max %.0f), dispatch %.1f MB, combine %.1f MB, device memory %.2f GiB "
                 "(weights %.2f GiB)\n",
                 pairs, max_pairs, dispatch_bytes * 1e-6, combine_bytes * 1e-6, device_gib, weight_gib);
-    std::printf("# expert GEMMs (%s): at most %.0f rows computed for %.0f pairs on a rank, at most %.0f GEMM calls "
-                "per weight matrix\n",
-                std::getenv("EPMOE_CUDA_EXPERT_GEMM") ? std::getenv("EPMOE_CUDA_EXPERT_GEMM") : "grouped",
-                max_gemm_rows, max_pairs, max_buckets);
+    const char* gemm_mode = std::getenv("EPMOE_CUDA_EXPERT_GEMM");
+    std::printf("# expert GEMMs (EPMOE_CUDA_EXPERT_GEMM %s): at most %.0f rows computed for %.0f pairs on a rank, at "
+                "most %.0f GEMM calls per weight matrix\n",
+                gemm_mode ? gemm_mode : "unset", max_gemm_rows, max_pairs, max_buckets);
     std::printf("%-17s %10s %12s %12s %8s\n", "phase", "time", "achieved", "ceiling", "of_ceil");
     std::printf("%-17s %10s %12s %12s %8s\n", "", "ms", "", "", "%");
     for (int p = 0; p < kPhases; ++p) {
