@@ -87,8 +87,7 @@ CudaStages::CudaStages(const ModelConfig& model, const UnpadPlan& plan, Placemen
   EPMOE_CUDA_CHECK(cudaMemcpy(owner_.data(), owner.data(), owner.size() * sizeof(int), cudaMemcpyHostToDevice));
   EPMOE_CUDA_CHECK(cudaMemcpy(local_.data(), local.data(), local.size() * sizeof(int), cudaMemcpyHostToDevice));
   const std::size_t count_entries = static_cast<std::size_t>(num_ranks_) * (1 + max_local_);
-  counts_send_ = DeviceBuffer<int>(count_entries, "counts_send");
-  counts_recv_ = DeviceBuffer<int>(count_entries, "counts_recv");
+  counts_ = DeviceBuffer<int>(2 * count_entries, "counts");
   local_counts_ = DeviceBuffer<int>(std::max(1, max_local_), "local_counts");
   counts_host_.reserve(2 * count_entries);
   reserve_tokens(max_tokens);
@@ -131,25 +130,18 @@ void CudaStages::reserve_tokens(int tokens) {
   recv_rows_.reserve(rows * Din, false);
   recv_meta_.reserve(rows * 2 * K, false);
   partial_.reserve(rows * Din, false);
-  sort_keys_.reserve(rows * K, false);
-  sort_values_.reserve(rows * K, false);
-  sorted_keys_.reserve(rows * K, false);
-  sorted_slots_.reserve(rows * K, false);
   pair_pos_.reserve(rows * K, false);
   // The experts' GEMM rows: the pairs with room for the grouped layout (ExpertGemm: some padding, or up to 128 rows
   // per expert).
   reserve_gemm_rows(std::max(with_headroom(pairs), static_cast<std::size_t>(weights_.num_local) * 128), false,
                     stream());
-  cub_temp_.reserve(cub_temp_bytes(static_cast<int>(R * T), static_cast<int>(rows * K), weights_.num_local), false);
+  cub_temp_.reserve(cub_temp_bytes(static_cast<int>(R * T)), false);
   x_f32_.set_name("x_f32");
   recv_rows_.set_name("recv_rows");
   recv_meta_.set_name("recv_meta");
   partial_.set_name("partial");
-  sort_keys_.set_name("sort_keys");
-  sort_values_.set_name("sort_values");
-  sorted_keys_.set_name("sorted_keys");
-  sorted_slots_.set_name("sorted_slots");
   pair_pos_.set_name("pair_pos");
+  row_expert_.set_name("row_expert");
   x_sorted_.set_name("x_sorted");
   h_.set_name("h");
   a_.set_name("a");
@@ -160,6 +152,7 @@ void CudaStages::reserve_tokens(int tokens) {
 void CudaStages::reserve_gemm_rows(std::size_t rows, bool log, cudaStream_t stream) {
   const std::size_t Dp = plan_.expert_width_padded, I = model_.moe_intermediate_size, R13 = model_.w13_rows();
   if (!x_sorted_.reserve(rows * Dp, log)) return;
+  row_expert_.reserve(rows, log);
   h_.reserve(rows * R13, log);
   a_.reserve(rows * I, log);
   y_.reserve(rows * Dp, log);
@@ -172,9 +165,8 @@ std::size_t CudaStages::device_bytes() const {
          routing_weights_.bytes() + latent_x_.bytes() + flags_.bytes() + positions_.bytes() + meta_local_.bytes() +
          routed_.bytes() + up_.bytes() + shared_out_.bytes() + reduce_.bytes() + shared_h_.bytes() +
          shared_a_.bytes() + send_rows_.bytes() + send_meta_.bytes() + back_.bytes() + recv_rows_.bytes() +
-         recv_meta_.bytes() + partial_.bytes() + sort_keys_.bytes() + sort_values_.bytes() + sorted_keys_.bytes() +
-         sorted_slots_.bytes() + pair_pos_.bytes() + x_sorted_.bytes() + h_.bytes() + a_.bytes() + y_.bytes() +
-         cub_temp_.bytes() + counts_send_.bytes() + counts_recv_.bytes() + local_counts_.bytes() + owner_.bytes() +
+         recv_meta_.bytes() + partial_.bytes() + pair_pos_.bytes() + row_expert_.bytes() + x_sorted_.bytes() + h_.bytes() + a_.bytes() + y_.bytes() +
+         cub_temp_.bytes() + counts_.bytes() + local_counts_.bytes() + owner_.bytes() +
          local_.bytes();
 }
 
@@ -264,29 +256,32 @@ CudaStages::Batch CudaStages::dispatch(const Rows& xr, const Routing& routing) {
   EPMOE_ASSERT(Din == plan_.shape.expert_width, "dispatch width ", Din, " instead of the unpadded ",
                plan_.shape.expert_width);
   cudaStream_t s = stream();
+  const std::size_t entries = static_cast<std::size_t>(R) * stride;
+  int* counts_send = counts_.data();
   // Layout: which (rank, token) rows exist, where each goes in the send buffer, and the counts to exchange.
-  EPMOE_CUDA_CHECK(cudaMemsetAsync(counts_send_.data(), 0, counts_send_.bytes(), s));
-  dispatch_flags(routing.ids, T, K, owner_.data(), local_.data(), R, max_local_, flags_.data(), counts_send_.data(),
-                 s);
+  EPMOE_CUDA_CHECK(cudaMemsetAsync(counts_send, 0, entries * sizeof(int), s));
+  dispatch_flags(routing.ids, T, K, owner_.data(), local_.data(), R, max_local_, flags_.data(), counts_send, s);
   exclusive_scan(flags_.data(), positions_.data(), R * T, cub_temp_, s);
-  rank_row_counts(flags_.data(), positions_.data(), T, R, max_local_, counts_send_.data(), s);
-  // The count exchange: the one host synchronization of the layer. The pack is queued behind it and runs while the
-  // host waits for the counts and prepares the payload exchange.
+  rank_row_counts(flags_.data(), positions_.data(), T, R, max_local_, counts_send, s);
+  // The pack runs on its own stream, beside the count exchange and while the host waits for the counts.
+  layout_ready_.record(s);
+  EPMOE_CUDA_CHECK(cudaStreamWaitEvent(pack_stream_.get(), layout_ready_.get(), 0));
+  pack_dispatch(xr.data, Din, routing.ids, routing.weights, T, K, owner_.data(), local_.data(), R, flags_.data(),
+                positions_.data(), send_rows_.data(), send_meta_.data(), pack_stream_.get());
+  packed_.record(pack_stream_.get());
+  // The count exchange: the one host synchronization of the layer (sent and received counts in one copy).
   const std::vector<std::size_t> per_rank(R, static_cast<std::size_t>(stride));
-  nccl_.alltoallv_group(std::vector<NcclComm::Exchange>{make_exchange(counts_send_.contiguous_const(R * stride),
-                                                                      counts_recv_.contiguous(R * stride), per_rank,
+  nccl_.alltoallv_group(std::vector<NcclComm::Exchange>{make_exchange(counts_.contiguous_const(entries),
+                                                                      counts_.contiguous(entries, entries), per_rank,
                                                                       per_rank)},
                         s);
-  EPMOE_CUDA_CHECK(cudaMemcpyAsync(counts_host_.data(), counts_send_.data(), R * stride * sizeof(int),
-                                   cudaMemcpyDeviceToHost, s));
-  EPMOE_CUDA_CHECK(cudaMemcpyAsync(counts_host_.data() + R * stride, counts_recv_.data(), R * stride * sizeof(int),
+  EPMOE_CUDA_CHECK(cudaMemcpyAsync(counts_host_.data(), counts_send, 2 * entries * sizeof(int),
                                    cudaMemcpyDeviceToHost, s));
   counts_ready_.record(s);
-  pack_dispatch(xr.data, Din, routing.ids, routing.weights, T, K, owner_.data(), local_.data(), R, flags_.data(),
-                positions_.data(), send_rows_.data(), send_meta_.data(), s);
+  EPMOE_CUDA_CHECK(cudaStreamWaitEvent(s, packed_.get(), 0));
   EPMOE_CUDA_CHECK(cudaEventSynchronize(counts_ready_.get()));
   const int* sent = counts_host_.data();
-  const int* got = counts_host_.data() + R * stride;
+  const int* got = counts_host_.data() + entries;
 
   Batch b;
   b.home_tokens = T;
@@ -352,7 +347,7 @@ CudaStages::Batch CudaStages::select_local(const Rows& xr, const Routing& routin
 CudaStages::Rows CudaStages::experts(const Batch& batch) {
   StageTimer timer(clock_, &PhaseTimes::experts, stream());
   const int N = batch.rows.rows, Din = plan_.shape.expert_width, Dp = plan_.expert_width_padded;
-  const int K = model_.top_k, I = model_.moe_intermediate_size, R13 = model_.w13_rows(), n = weights_.num_local;
+  const int K = model_.top_k, I = model_.moe_intermediate_size, R13 = model_.w13_rows();
   EPMOE_ASSERT(batch.rows.cols == Din, "experts input width ", batch.rows.cols, " instead of the unpadded ", Din);
   cudaStream_t s = stream();
   // Output: contiguous rows of the unpadded width (alltoall: one per received row; allreduce: the first segment
@@ -368,32 +363,22 @@ CudaStages::Rows CudaStages::experts(const Batch& batch) {
   last_pairs = pairs;
   if (N == 0) return Rows{out, 0, Din};
   const std::size_t slots = static_cast<std::size_t>(N) * K;
-  if (sort_keys_.size() < slots) {
-    const std::size_t grown = with_headroom(slots);
-    sort_keys_.reserve(grown);
-    sort_values_.reserve(grown);
-    sorted_keys_.reserve(grown);
-    sorted_slots_.reserve(grown);
-    pair_pos_.reserve(grown);
-  }
+  if (pair_pos_.size() < slots) pair_pos_.reserve(with_headroom(slots));
   // The GEMMs' row layout: each expert's block of rows, sized by its bucket (ExpertGemm: grouped GEMMs).
   const std::size_t gemm_rows = expert_gemm_->plan(batch.expert_offsets);
   if (x_sorted_.size() < gemm_rows * Dp) reserve_gemm_rows(with_headroom(gemm_rows), true, s);
   expert_gemm_->prepare({ExpertLinear{R13, Dp, x_sorted_.data(), Dp, weights_.w13.data(), Dp, h_.data(), R13},
                          ExpertLinear{Dp, I, a_.data(), I, weights_.w2.data(), I, y_.data(), Dp}});
-  const ExpertRows layout{sorted_keys_.data(), expert_gemm_->device_offsets(), expert_gemm_->device_base()};
-  // Pairs ordered by local expert, stable (row order within an expert); unused slots sort last.
-  pair_sort_keys(batch.meta, N, K, n, sort_keys_.data(), sort_values_.data(), s);
-  sort_pairs(sort_keys_.data(), sorted_keys_.data(), sort_values_.data(), sorted_slots_.data(),
-             static_cast<int>(slots), n, cub_temp_, s);
-  // Pad on entry: the GEMMs see width Dp with zero lanes beyond Din.
-  gather_sorted(batch.rows.data, Din, Dp, sorted_slots_.data(), pairs, K, layout, x_sorted_.data(), pair_pos_.data(),
-                s);
+  // Each pair's row into its expert's block, padded on entry (the GEMMs see width Dp with zero lanes beyond Din);
+  // rows of a block past its pairs stay marked -1 for the activation to skip.
+  EPMOE_CUDA_CHECK(cudaMemsetAsync(row_expert_.data(), 0xff, gemm_rows * sizeof(int), s));
+  scatter_pairs(batch.rows.data, N, Din, Dp, batch.meta, K, expert_gemm_->device_layout(), x_sorted_.data(),
+                pair_pos_.data(), row_expert_.data(), s);
   {
     StageTimer gemms(clock_, &PhaseTimes::expert_gemms, s);
     expert_gemm_->run(0);  // h = x . w13^T
     bias_activation(h_.data(), static_cast<int>(gemm_rows), R13, I,
-                    weights_.b13.size() ? weights_.b13.data() : nullptr, layout.base, n, act_, a_.data(), s);
+                    weights_.b13.size() ? weights_.b13.data() : nullptr, row_expert_.data(), act_, a_.data(), s);
     expert_gemm_->run(1);  // y = a . w2^T
   }
   // The trim: the weighted sum reads padded rows and writes contiguous rows of width Din.
@@ -438,7 +423,7 @@ void CudaStages::run_shared_expert(const Rows& x, bf16* out, cublasHandle_t hand
   const int T = x.rows, D = model_.hidden_size, inter = weights_.shared_inter;
   const int rows13 = (model_.gated() ? 2 : 1) * inter;
   linear_bf16(handle, T, rows13, D, x.data, D, weights_.shared_w13.data(), D, shared_h_.data(), rows13);
-  bias_activation(shared_h_.data(), T, rows13, inter, nullptr, nullptr, 1, act_, shared_a_.data(), stream);
+  bias_activation(shared_h_.data(), T, rows13, inter, nullptr, nullptr, act_, shared_a_.data(), stream);
   linear_bf16(handle, T, D, inter, shared_a_.data(), inter, weights_.shared_w2.data(), inter, out, D);
 }
 

@@ -121,7 +121,8 @@ class CudaStages {
   std::unique_ptr<ExpertGemm> expert_gemm_;
   Stream side_stream_;
   CublasHandle side_cublas_;
-  Event input_ready_{false}, shared_ready_{false}, counts_ready_{false};
+  Stream pack_stream_;  // the dispatch's pack, beside the count exchange
+  Event input_ready_{false}, shared_ready_{false}, counts_ready_{false}, layout_ready_{false}, packed_{false};
   bool shared_in_flight_ = false;
   PhaseClock clock_;
   ActivationParams act_;
@@ -138,9 +139,11 @@ class CudaStages {
   // Dispatch and experts workspaces (grow with the traffic).
   DeviceBuffer<bf16> send_rows_, recv_rows_, partial_, back_;
   DeviceBuffer<int> send_meta_, recv_meta_;
-  DeviceBuffer<int> counts_send_, counts_recv_, local_counts_;
+  DeviceBuffer<int> counts_;  // [2, R, 1 + max_local]: sent, then received counts (one copy to the host)
+  DeviceBuffer<int> local_counts_;
   PinnedBuffer<int> counts_host_;
-  DeviceBuffer<int> sort_keys_, sort_values_, sorted_keys_, sorted_slots_, pair_pos_;
+  DeviceBuffer<int> pair_pos_;    // [N, K]: the GEMM row of each received pair (-1: unused slot)
+  DeviceBuffer<int> row_expert_;  // per GEMM row: its local expert, -1 for the padding rows of a block
   DeviceBuffer<bf16> x_sorted_, h_, a_, y_;  // the experts' GEMM rows, in the layout ExpertGemm planned
   DeviceBuffer<unsigned char> cub_temp_;
 };

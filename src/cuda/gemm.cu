@@ -114,7 +114,7 @@ int ExpertGemm::plan(const std::vector<int>& offsets) {
   base_.assign(n + 1, 0);
   for (int e = 0; e < n; ++e) base_[e + 1] = base_[e] + block_[e];
   int* ints = reinterpret_cast<int*>(host_.data());
-  std::copy(offsets.begin(), offsets.end(), ints);
+  std::fill(ints, ints + max_experts_ + 1, 0);  // the scatter's cursors
   std::copy(base_.begin(), base_.end(), ints + max_experts_ + 1);
   gemms_.clear();
   return base_[n];

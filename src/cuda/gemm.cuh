@@ -61,9 +61,12 @@ class ExpertGemm {
   // Row layout for these pair offsets (host, [n + 1]); returns the number of rows the layout spans.
   int plan(const std::vector<int>& offsets);
   void prepare(const std::vector<ExpertLinear>& gemms);
-  // Device copies (valid on `stream` after prepare()): offsets [n + 1] and base [n + 1].
-  const int* device_offsets() const { return reinterpret_cast<const int*>(device_.data()); }
-  const int* device_base() const { return device_offsets() + max_experts_ + 1; }
+  // The layout on the device (valid on `stream` after prepare()): base [n + 1] and a zeroed cursor [n] for the
+  // scatter of the pairs into their blocks (ExpertRows).
+  ExpertRows device_layout() {
+    int* ints = reinterpret_cast<int*>(device_.data());
+    return ExpertRows{ints + max_experts_ + 1, ints};
+  }
   void run(int gemm);
   // Of the last plan(): the rows the layout spans (pairs and padding) and the GEMM calls per weight matrix.
   int rows() const { return base_.empty() ? 0 : base_.back(); }
@@ -89,7 +92,7 @@ class ExpertGemm {
   std::vector<long> load_;  // rows queued per stream (run's workspace)
   std::vector<Bucket> buckets_;
   std::vector<ExpertLinear> gemms_;
-  // One transfer per layer: [offsets n+1 | base n+1 | pad to 8 bytes | per GEMM: A, B, C pointer arrays of
+  // One transfer per layer: [cursor zeros n+1 | base n+1 | pad to 8 bytes | per GEMM: A, B, C pointer arrays of
   // max_experts each], pinned on the host and on the device.
   static constexpr int kMaxGemms = 4;
   std::size_t int_bytes() const;

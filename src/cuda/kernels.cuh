@@ -57,42 +57,37 @@ void pack_dispatch(const bf16* xr, int width, const int* ids, const float* weigh
 void select_local_meta(const int* ids, const float* weights, int num_tokens, int top_k, const int* expert_owner,
                        const int* expert_local, int rank, int* meta, int* counts, cudaStream_t stream);
 
-// ---- CUB primitives (reference: std::exclusive_scan, std::stable_sort) ----
+// ---- CUB primitive (reference: std::exclusive_scan) ----
 // out = exclusive prefix sum of in[0, n). `temp` grows as needed.
 void exclusive_scan(const int* in, int* out, int n, DeviceBuffer<unsigned char>& temp, cudaStream_t stream);
-// Stable sort of (key, value) pairs by key, keys in [0, max_key].
-void sort_pairs(const int* keys_in, int* keys_out, const int* values_in, int* values_out, int n, int max_key,
-                DeviceBuffer<unsigned char>& temp, cudaStream_t stream);
-// Temporary storage both need at these sizes (to size the buffer at start).
-std::size_t cub_temp_bytes(int scan_items, int sort_items, int max_key);
+// Temporary storage it needs at this size (to size the buffer at start).
+std::size_t cub_temp_bytes(int scan_items);
 
 // ---- experts (reference: CpuStages::experts) ----
-// keys[s] = local expert of slot s = row * K + k (num_local where unused), values[s] = s.
-void pair_sort_keys(const int* meta, int num_rows, int top_k, int num_local, int* keys, int* values,
-                    cudaStream_t stream);
-// Where the experts' GEMM buffers (x_sorted, h, a, y) hold the i-th pair of the expert-sorted order: local expert
-// e = sorted_expert[i] owns the block of rows [base[e], base[e + 1]) and its pairs come first in it, so the pair is
-// at row base[e] + (i - offsets[e]). offsets [n + 1] = exclusive prefix of the per-expert pair counts; base [n + 1]
-// non-decreasing with blocks at least as long as the counts (ExpertGemm::plan; base == offsets is the compact
-// layout). All three are device arrays.
+// Where the experts' GEMM buffers (x_sorted, h, a, y) hold the pairs: local expert e owns the block of rows
+// [base[e], base[e + 1]) and its pairs fill the first rows of it, in the order the scatter claims them
+// (cursor[e], zero before the scatter, counts the rows claimed). ExpertGemm::plan() sizes the blocks; base == the
+// offsets of the pair counts is the compact layout. Device arrays, [n + 1] and [n].
 struct ExpertRows {
-  const int* sorted_expert = nullptr;
-  const int* offsets = nullptr;
   const int* base = nullptr;
+  int* cursor = nullptr;
 };
-// For the sorted valid slots i < pairs: pair_pos[slot] = r(i); x_sorted[r(i), :width] = rows[slot / K], zero to
-// padded; r(i) as `layout` says.
-void gather_sorted(const bf16* rows, int width, int padded, const int* sorted_slots, int pairs, int top_k,
-                   const ExpertRows& layout, bf16* x_sorted, int* pair_pos, cudaStream_t stream);
+// For every received row i and valid slot k (meta's expert e >= 0): the pair takes row r = base[e] + (the next
+// cursor[e]), x_sorted[r, :width] = rows[i], zero to `padded`; pair_pos[i * K + k] = r (-1 for unused slots) and
+// row_expert[r] = e. Rows of a block beyond its pairs are left alone (row_expert should be -1 there: set it first).
+// Within a block the order of the pairs is the order the atomics gave, not the slot order: each row's GEMM result
+// does not depend on where it sits, so the layer's output stays deterministic.
+void scatter_pairs(const bf16* rows, int num_rows, int width, int padded, const int* meta, int top_k,
+                   const ExpertRows& layout, bf16* x_sorted, int* pair_pos, int* row_expert, cudaStream_t stream);
 struct ActivationParams {
   Activation kind;
   float alpha, limit;
 };
-// a[i, j] = act(h[i, j] + b[e, j], h[i, inter + j] + b[e, inter + j]) (gated) or act(h[i, j] + b[e, j]);
-// e = the block of row i in row_base [num_experts + 1] (ExpertRows::base), or 0 when row_base is null;
+// a[i, j] = act(h[i, j] + b[e, j], h[i, inter + j] + b[e, inter + j]) (gated) or act(h[i, j] + b[e, j]) with
+// e = row_expert[i]; rows with e = -1 are skipped (padding of the grouped layout). row_expert null: every row, e = 0.
 // bias [n, h_cols] fp32 or null.
-void bias_activation(const bf16* h, int rows, int h_cols, int inter, const float* bias, const int* row_base,
-                     int num_experts, const ActivationParams& act, bf16* a, cudaStream_t stream);
+void bias_activation(const bf16* h, int rows, int h_cols, int inter, const float* bias, const int* row_expert,
+                     const ActivationParams& act, bf16* a, cudaStream_t stream);
 // out[i, :width] = scale * sum over the row's valid slots k of w_k * (y[pair_pos[i*K+k], :] + b2[e_k, :]).
 // y has row stride `padded`; b2 [n, padded] fp32 or null. out is [rows, width], contiguous.
 void weighted_sum(const bf16* y, int padded, const int* pair_pos, const int* meta, int num_rows, int top_k, int width,

@@ -1,5 +1,6 @@
 // The memory-bound kernels of the layer: conversions, dispatch layout and packing, pair sorting and gathering,
 // bias + activation, the weighted sum that writes unpadded rows, and the home-rank combine.
+#include <algorithm>
 #include <cmath>
 
 #include "../core/counter_rng.hpp"
@@ -44,6 +45,17 @@ __device__ __forceinline__ void load_bf16(const bf16* p, float (&v)[V]) {
   } else {
 #pragma unroll
     for (int i = 0; i < V; ++i) v[i] = __bfloat162float(p[i]);
+  }
+}
+// V consecutive floats; V = 8 uses two 16-byte accesses (p 32-byte aligned).
+template <int V>
+__device__ __forceinline__ void load_f32(const float* p, float (&v)[V]) {
+  if constexpr (V == 8) {
+    const float4 a = reinterpret_cast<const float4*>(p)[0], b = reinterpret_cast<const float4*>(p)[1];
+    v[0] = a.x, v[1] = a.y, v[2] = a.z, v[3] = a.w, v[4] = b.x, v[5] = b.y, v[6] = b.z, v[7] = b.w;
+  } else {
+#pragma unroll
+    for (int i = 0; i < V; ++i) v[i] = p[i];
   }
 }
 template <int V>
@@ -158,28 +170,45 @@ __global__ void select_local_meta_kernel(const int* __restrict__ ids, const floa
   }
 }
 
-__global__ void pair_sort_keys_kernel(const int* __restrict__ meta, int N, int K, int num_local, int* __restrict__ keys,
-                                      int* __restrict__ values) {
-  const std::size_t s = blockIdx.x * std::size_t(blockDim.x) + threadIdx.x;
-  if (s >= static_cast<std::size_t>(N) * K) return;
-  const std::size_t row = s / K, k = s % K;
-  const int e = meta[row * 2 * K + K + k];
-  keys[s] = e < 0 ? num_local : e;
-  values[s] = static_cast<int>(s);
-}
-
-// One block per sorted pair.
-__global__ void gather_sorted_kernel(const bf16* __restrict__ rows, int width, int padded,
-                                     const int* __restrict__ sorted_slots, int K, ExpertRows layout,
-                                     bf16* __restrict__ x_sorted, int* __restrict__ pair_pos) {
-  const int i = blockIdx.x;
-  const int slot = sorted_slots[i];
-  const int e = layout.sorted_expert[i];
-  const int r = layout.base[e] + (i - layout.offsets[e]);
-  bf16* dst = x_sorted + static_cast<std::size_t>(r) * padded;
-  copy_row(dst, rows + static_cast<std::size_t>(slot / K) * width, width);
-  for (int c = width + threadIdx.x; c < padded; c += blockDim.x) dst[c] = __float2bfloat16(0.0f);
-  if (threadIdx.x == 0) pair_pos[slot] = r;
+// One block per received row: each of its valid slots takes the next free row of its expert's block (an atomic
+// cursor per expert), and the block copies the row there once per slot, reading it once.
+__global__ void scatter_pairs_kernel(const bf16* __restrict__ rows, int width, int padded, const int* __restrict__ meta,
+                                     int K, ExpertRows layout, bf16* __restrict__ x_sorted, int* __restrict__ pair_pos,
+                                     int* __restrict__ row_expert) {
+  __shared__ int dst[32];
+  __shared__ int count;
+  const std::size_t row = blockIdx.x;
+  if (threadIdx.x == 0) {
+    int c = 0;
+    for (int k = 0; k < K; ++k) {
+      const int e = meta[row * 2 * K + K + k];
+      int r = -1;
+      if (e >= 0) {
+        r = layout.base[e] + atomicAdd(&layout.cursor[e], 1);
+        row_expert[r] = e;
+        dst[c++] = r;
+      }
+      pair_pos[row * K + k] = r;
+    }
+    count = c;
+  }
+  __syncthreads();
+  const bf16* src = rows + row * width;
+  bool vec = (width & 7) == 0 && (padded & 7) == 0 && aligned16(src) && aligned16(x_sorted);
+  if (vec) {
+    const uint4* s = reinterpret_cast<const uint4*>(src);
+    for (int i = threadIdx.x; i < width / 8; i += blockDim.x) {
+      const uint4 v = s[i];
+      for (int c = 0; c < count; ++c) reinterpret_cast<uint4*>(x_sorted + static_cast<std::size_t>(dst[c]) * padded)[i] = v;
+    }
+  } else {
+    for (int i = threadIdx.x; i < width; i += blockDim.x) {
+      const bf16 v = src[i];
+      for (int c = 0; c < count; ++c) x_sorted[static_cast<std::size_t>(dst[c]) * padded + i] = v;
+    }
+  }
+  for (int i = width + threadIdx.x; i < padded; i += blockDim.x)
+    for (int c = 0; c < count; ++c) x_sorted[static_cast<std::size_t>(dst[c]) * padded + i] = __float2bfloat16(0.0f);
 }
 
 __device__ __forceinline__ float activate(const ActivationParams& p, float gate, float up) {
@@ -199,38 +228,26 @@ __device__ __forceinline__ float activate(const ActivationParams& p, float gate,
   return 0.0f;
 }
 
+// One block per row (the grid's x), V columns per thread; rows whose expert is -1 are padding and skipped.
 template <int V>
-__global__ void bias_activation_kernel(const bf16* __restrict__ h, int rows, int h_cols, int inter,
-                                       const float* __restrict__ bias, const int* __restrict__ row_base,
-                                       int num_experts, ActivationParams act, bf16* __restrict__ a) {
+__global__ void bias_activation_kernel(const bf16* __restrict__ h, int h_cols, int inter, const float* __restrict__ bias,
+                                       const int* __restrict__ row_expert, ActivationParams act, bf16* __restrict__ a) {
   const bool gated = act.kind != Activation::Relu2;
-  const std::size_t per_row = inter / V;
-  const std::size_t n = static_cast<std::size_t>(rows) * per_row;
-  for (std::size_t idx = blockIdx.x * std::size_t(blockDim.x) + threadIdx.x; idx < n;
-       idx += std::size_t(gridDim.x) * blockDim.x) {
-    const std::size_t i = idx / per_row;
-    const int j = static_cast<int>(idx % per_row) * V;
-    const bf16* hr = h + i * h_cols;
-    float gate[V], up[V], out[V];
+  const std::size_t i = blockIdx.x;
+  const int e = row_expert ? row_expert[i] : 0;
+  if (e < 0) return;
+  const bf16* hr = h + i * h_cols;
+  const float* b = bias ? bias + static_cast<std::size_t>(e) * h_cols : nullptr;
+  for (int j = threadIdx.x * V; j < inter; j += blockDim.x * V) {
+    float gate[V], up[V] = {}, out[V], bg[V] = {}, bu[V] = {};
     load_bf16<V>(hr + j, gate);
     if (gated) load_bf16<V>(hr + inter + j, up);
-    const float* b = nullptr;
-    if (bias) {
-      // The block holding row i: the last e with row_base[e] <= i (empty blocks share their start with the next).
-      int lo = 0, hi = num_experts;  // row_base[lo] <= i < row_base[hi]
-      if (row_base)
-        while (hi - lo > 1) {
-          const int mid = (lo + hi) / 2;
-          if (row_base[mid] <= static_cast<long long>(i)) lo = mid; else hi = mid;
-        }
-      b = bias + static_cast<std::size_t>(lo) * h_cols;
+    if (b) {
+      load_f32<V>(b + j, bg);
+      if (gated) load_f32<V>(b + inter + j, bu);
     }
 #pragma unroll
-    for (int v = 0; v < V; ++v) {
-      const float g = gate[v] + (b ? b[j + v] : 0.0f);
-      const float u = gated ? up[v] + (b ? b[inter + j + v] : 0.0f) : 0.0f;
-      out[v] = activate(act, g, u);
-    }
+    for (int v = 0; v < V; ++v) out[v] = activate(act, gate[v] + bg[v], up[v] + bu[v]);
     store_bf16<V>(a + i * inter + j, out);
   }
 }
@@ -260,11 +277,11 @@ __global__ void weighted_sum_kernel(const bf16* __restrict__ y, int padded, cons
   for (int c = threadIdx.x * V; c < width; c += blockDim.x * V) {
     float acc[V] = {};
     for (int k = 0; k < count; ++k) {
-      float v[V];
+      float v[V], b[V] = {};
       load_bf16<V>(y + static_cast<std::size_t>(pos[k]) * padded + c, v);
-      const float* b = b2 ? b2 + static_cast<std::size_t>(expert[k]) * padded + c : nullptr;
+      if (b2) load_f32<V>(b2 + static_cast<std::size_t>(expert[k]) * padded + c, b);
 #pragma unroll
-      for (int q = 0; q < V; ++q) acc[q] += weight[k] * (v[q] + (b ? b[q] : 0.0f));
+      for (int q = 0; q < V; ++q) acc[q] += weight[k] * (v[q] + b[q]);
     }
     store_bf16<V>(out + row * width + c, acc);
   }
@@ -362,33 +379,26 @@ void select_local_meta(const int* ids, const float* weights, int num_tokens, int
   EPMOE_CUDA_LAUNCH_CHECK();
 }
 
-void pair_sort_keys(const int* meta, int num_rows, int top_k, int num_local, int* keys, int* values,
-                    cudaStream_t stream) {
-  const std::size_t n = static_cast<std::size_t>(num_rows) * top_k;
-  if (!n) return;
-  pair_sort_keys_kernel<<<grid_for(n), kThreads, 0, stream>>>(meta, num_rows, top_k, num_local, keys, values);
+void scatter_pairs(const bf16* rows, int num_rows, int width, int padded, const int* meta, int top_k,
+                   const ExpertRows& layout, bf16* x_sorted, int* pair_pos, int* row_expert, cudaStream_t stream) {
+  if (!num_rows) return;
+  EPMOE_ASSERT(top_k <= 32, "scatter_pairs supports top_k <= 32, got ", top_k);
+  EPMOE_ASSERT(layout.base && layout.cursor, "scatter_pairs needs the whole layout");
+  scatter_pairs_kernel<<<num_rows, 128, 0, stream>>>(rows, width, padded, meta, top_k, layout, x_sorted, pair_pos,
+                                                     row_expert);
   EPMOE_CUDA_LAUNCH_CHECK();
 }
 
-void gather_sorted(const bf16* rows, int width, int padded, const int* sorted_slots, int pairs, int top_k,
-                   const ExpertRows& layout, bf16* x_sorted, int* pair_pos, cudaStream_t stream) {
-  if (!pairs) return;
-  EPMOE_ASSERT(layout.sorted_expert && layout.offsets && layout.base, "gather_sorted needs the whole layout");
-  gather_sorted_kernel<<<pairs, 128, 0, stream>>>(rows, width, padded, sorted_slots, top_k, layout, x_sorted,
-                                                  pair_pos);
-  EPMOE_CUDA_LAUNCH_CHECK();
-}
-
-void bias_activation(const bf16* h, int rows, int h_cols, int inter, const float* bias, const int* row_base,
-                     int num_experts, const ActivationParams& act, bf16* a, cudaStream_t stream) {
+void bias_activation(const bf16* h, int rows, int h_cols, int inter, const float* bias, const int* row_expert,
+                     const ActivationParams& act, bf16* a, cudaStream_t stream) {
   if (!rows) return;
-  if (vec8_ok({inter, h_cols})) {
-    bias_activation_kernel<8><<<grid_for(std::size_t(rows) * inter / 8), kThreads, 0, stream>>>(
-        h, rows, h_cols, inter, bias, row_base, num_experts, act, a);
-  } else {
-    bias_activation_kernel<1><<<grid_for(std::size_t(rows) * inter), kThreads, 0, stream>>>(
-        h, rows, h_cols, inter, bias, row_base, num_experts, act, a);
-  }
+  const bool vec = vec8_ok({inter, h_cols});
+  const int per_row = vec ? inter / 8 : inter;
+  const int threads = std::min(256, std::max(32, (per_row + 31) / 32 * 32));
+  if (vec)
+    bias_activation_kernel<8><<<rows, threads, 0, stream>>>(h, h_cols, inter, bias, row_expert, act, a);
+  else
+    bias_activation_kernel<1><<<rows, threads, 0, stream>>>(h, h_cols, inter, bias, row_expert, act, a);
   EPMOE_CUDA_LAUNCH_CHECK();
 }
 

@@ -51,10 +51,11 @@ class DeviceBuffer {
     allocate(count);
     return true;
   }
-  // The only way a device buffer reaches a collective: [data, data + count) of this one allocation.
-  Contiguous<T> contiguous(std::size_t count) const {
-    EPMOE_ASSERT(count <= count_, "contiguous view of ", count, " elements of buffer '", name_, "' holding ", count_);
-    return Contiguous<T>::from_contiguous_storage(data_, count);
+  // The only way a device buffer reaches a collective: [data + first, data + first + count) of this one allocation.
+  Contiguous<T> contiguous(std::size_t count, std::size_t first = 0) const {
+    EPMOE_ASSERT(first + count <= count_, "contiguous view of ", count, " elements from ", first, " of buffer '",
+                 name_, "' holding ", count_);
+    return Contiguous<T>::from_contiguous_storage(data_ + first, count);
   }
   Contiguous<const T> contiguous_const(std::size_t count) const {
     EPMOE_ASSERT(count <= count_, "contiguous view of ", count, " elements of buffer '", name_, "' holding ", count_);

@@ -124,24 +124,19 @@ TEST_CASE("bias_activation equals the CPU activation", "[cuda][kernels][activati
   const MpiComm comm;
   std::mt19937_64 rng(fresh_seed(comm, "bias_activation"));
   for (Activation kind : {Activation::Silu, Activation::Gelu, Activation::SwigluOai, Activation::Relu2}) {
-    for (int inter : {96, 90}) {  // the 16-byte path and the scalar path
-      // The expert of a row is its block in the layout: random block lengths, one of them empty.
+    for (int inter : {96, 90, 2880}) {  // the 16-byte path, the scalar path, more columns than a block's threads
+      // Each row's expert at random, about one row in six padding (-1: left alone).
       const bool gated = kind != Activation::Relu2;
       const int rows = 157, h_cols = gated ? 2 * inter : inter, n = 5;
       const std::vector<float> h = to_float(to_bf16(uniform(rng, static_cast<std::size_t>(rows) * h_cols, -9, 9)));
       const std::vector<float> bias = uniform(rng, static_cast<std::size_t>(n) * h_cols, -1, 1);
-      std::vector<int> base = {0, 0, 0, 0, 0, rows};
-      for (int e = 1; e < n; ++e) base[e] = static_cast<int>(rng() % rows);
-      base[2] = base[3];  // expert 2's block is empty
-      std::sort(base.begin(), base.end());
       std::vector<int> expert(rows);
-      for (int i = 0; i < rows; ++i)
-        for (int e = 0; e < n; ++e)
-          if (base[e] <= i && i < base[e + 1]) expert[i] = e;
+      for (int i = 0; i < rows; ++i) expert[i] = rng() % 6 == 0 ? -1 : static_cast<int>(rng() % n);
       const cpu::ActivationParams cp{kind, 1.702f, 7.0f};
       std::vector<float> ref(static_cast<std::size_t>(rows) * inter);
       for (int i = 0; i < rows; ++i)
         for (int j = 0; j < inter; ++j) {
+          if (expert[i] < 0) continue;
           const float* hr = &h[static_cast<std::size_t>(i) * h_cols];
           const float* b = &bias[static_cast<std::size_t>(expert[i]) * h_cols];
           ref[static_cast<std::size_t>(i) * inter + j] =
@@ -149,19 +144,30 @@ TEST_CASE("bias_activation equals the CPU activation", "[cuda][kernels][activati
         }
       auto d_h = to_device(to_bf16(h));
       auto d_b = to_device(bias);
-      auto d_base = to_device(base);
+      auto d_expert = to_device(expert);
       DeviceBuffer<bf16> d_a(ref.size());
       poison(d_a);
-      cuda::bias_activation(d_h.data(), rows, h_cols, inter, d_b.data(), d_base.data(), n,
+      const std::vector<bf16> before = to_host(d_a, ref.size());
+      cuda::bias_activation(d_h.data(), rows, h_cols, inter, d_b.data(), d_expert.data(),
                             cuda::ActivationParams{kind, 1.702f, 7.0f}, d_a.data(), nullptr);
-      const double err = rel_l2(to_float(to_host(d_a, ref.size())), ref);
+      const std::vector<bf16> after = to_host(d_a, ref.size());
+      std::vector<float> got = to_float(after);
+      bool padding_untouched = true;
+      for (int i = 0; i < rows; ++i)
+        for (int j = 0; j < inter && expert[i] < 0; ++j) {
+          const std::size_t q = static_cast<std::size_t>(i) * inter + j;
+          padding_untouched = padding_untouched && std::memcmp(&after[q], &before[q], sizeof(bf16)) == 0;
+          got[q] = 0.0f;  // compared apart
+        }
+      const double err = rel_l2(got, ref);
       INFO(to_string(kind) << " inter " << inter << ": rel_l2 " << err);
       CHECK(err <= 3e-3);
+      CHECK(padding_untouched);
     }
   }
 }
 
-TEST_CASE("pair sort, gather with padding and weighted sum equal the CPU loops", "[cuda][kernels][experts]") {
+TEST_CASE("pair scatter with padding and weighted sum equal the CPU loops", "[cuda][kernels][experts]") {
   const MpiComm comm;
   std::mt19937_64 rng(fresh_seed(comm, "experts kernels"));
   for (int width : {168, 180}) {
@@ -186,73 +192,54 @@ TEST_CASE("pair sort, gather with padding and weighted sum equal the CPU loops",
       auto d_meta = to_device(meta);
       auto d_rows = to_device(to_bf16(rows));
       const std::size_t slots = static_cast<std::size_t>(N) * K;
-      DeviceBuffer<int> keys(slots), values(slots), sorted_keys(slots), sorted_slots(slots), pair_pos(slots);
-      DeviceBuffer<unsigned char> temp;
-      cuda::pair_sort_keys(d_meta.data(), N, K, n, keys.data(), values.data(), nullptr);
-      cuda::sort_pairs(keys.data(), sorted_keys.data(), values.data(), sorted_slots.data(), static_cast<int>(slots), n,
-                       temp, nullptr);
-      // CPU: the stable order by local expert.
-      std::vector<std::pair<int, int>> order;
-      for (std::size_t s = 0; s < slots; ++s) {
-        const int e = meta[(s / K) * 2 * K + K + s % K];
-        if (e >= 0) order.push_back({e, static_cast<int>(s)});
+      std::vector<int> counts(n, 0);
+      for (std::size_t q = 0; q < slots; ++q) {
+        const int e = meta[(q / K) * 2 * K + K + q % K];
+        if (e >= 0) ++counts[e];
       }
-      std::stable_sort(order.begin(), order.end(),
-                       [](const auto& a, const auto& b) { return a.first < b.first; });
-      const int pairs = static_cast<int>(order.size());
-      const std::vector<int> got_slots = to_host(sorted_slots, slots), got_keys = to_host(sorted_keys, slots);
-      bool order_ok = true;
-      for (int i = 0; i < pairs; ++i)
-        order_ok = order_ok && got_slots[i] == order[i].second && got_keys[i] == order[i].first;
-      CHECK(order_ok);
-
-      DeviceBuffer<bf16> x_sorted(static_cast<std::size_t>(pairs) * padded);
-      std::vector<int> offsets(n + 1, 0);
-      for (const auto& o : order) ++offsets[o.first + 1];
-      std::partial_sum(offsets.begin(), offsets.end(), offsets.begin());
-      auto d_offsets = to_device(offsets);
-      // A grouped layout first: expert e's block is longer than its pairs (by e), so blocks start at base[e].
-      {
+      DeviceBuffer<int> pair_pos(slots);
+      std::vector<int> pos;
+      // A grouped layout (expert e's block longer than its pairs by e) and the compact one (blocks = counts).
+      for (int extra : {1, 0}) {
         std::vector<int> base(n + 1, 0);
-        for (int e = 0; e < n; ++e) base[e + 1] = base[e] + (offsets[e + 1] - offsets[e]) + e;
+        for (int e = 0; e < n; ++e) base[e + 1] = base[e] + counts[e] + extra * e;
+        const int layout_rows = base[n];
         auto d_base = to_device(base);
-        DeviceBuffer<bf16> x_padded(static_cast<std::size_t>(base[n]) * padded);
-        poison(x_padded);
+        auto d_cursor = to_device(std::vector<int>(n + 1, 0));
+        DeviceBuffer<bf16> x_sorted(static_cast<std::size_t>(layout_rows) * padded);
+        auto d_row_expert = to_device(std::vector<int>(layout_rows, -1));
+        poison(x_sorted);
         poison(pair_pos);
-        cuda::gather_sorted(d_rows.data(), width, padded, sorted_slots.data(), pairs, K,
-                            cuda::ExpertRows{sorted_keys.data(), d_offsets.data(), d_base.data()}, x_padded.data(),
-                            pair_pos.data(), nullptr);
-        const std::vector<float> xp = to_float(to_host(x_padded, x_padded.size()));
-        const std::vector<int> pos = to_host(pair_pos, slots);
-        bool padded_ok = true;
-        for (int i = 0; i < pairs; ++i) {
-          const int e = order[i].first, slot = order[i].second, row = base[e] + (i - offsets[e]);
-          padded_ok = padded_ok && pos[slot] == row;
+        cuda::scatter_pairs(d_rows.data(), N, width, padded, d_meta.data(), K,
+                            cuda::ExpertRows{d_base.data(), d_cursor.data()}, x_sorted.data(), pair_pos.data(),
+                            d_row_expert.data(), nullptr);
+        const std::vector<float> xs = to_float(to_host(x_sorted, x_sorted.size()));
+        pos = to_host(pair_pos, slots);
+        const std::vector<int> row_expert = to_host(d_row_expert, layout_rows), cursor = to_host(d_cursor, n);
+        // Every valid slot owns one distinct row among the first counts[e] of its block, holding its token's row
+        // padded with zeros; unused slots say -1; the block's other rows stay -1 in row_expert.
+        std::vector<int> owner_slot(layout_rows, -1);
+        bool ok = true;
+        for (std::size_t q = 0; q < slots; ++q) {
+          const int e = meta[(q / K) * 2 * K + K + q % K], r = pos[q];
+          if (e < 0) {
+            ok = ok && r == -1;
+            continue;
+          }
+          ok = ok && r >= base[e] && r < base[e] + counts[e] && owner_slot[r] == -1 && row_expert[r] == e;
+          if (!ok) break;
+          owner_slot[r] = static_cast<int>(q);
           for (int c = 0; c < padded; ++c) {
-            const float want = c < width ? rows[static_cast<std::size_t>(slot / K) * width + c] : 0.0f;
-            padded_ok = padded_ok && xp[static_cast<std::size_t>(row) * padded + c] == want;
+            const float want = c < width ? rows[(q / K) * width + c] : 0.0f;
+            ok = ok && xs[static_cast<std::size_t>(r) * padded + c] == want;
           }
         }
-        CHECK(padded_ok);
+        for (int r = 0; r < layout_rows; ++r) ok = ok && (owner_slot[r] == -1) == (row_expert[r] == -1);
+        for (int e = 0; e < n; ++e) ok = ok && cursor[e] == counts[e];
+        INFO("width " << width << " padded " << padded << (extra ? " grouped" : " compact") << " layout");
+        CHECK(ok);
       }
-      // The compact layout (base = offsets): row i.
-      poison(x_sorted);
-      poison(pair_pos);
-      cuda::gather_sorted(d_rows.data(), width, padded, sorted_slots.data(), pairs, K,
-                          cuda::ExpertRows{sorted_keys.data(), d_offsets.data(), d_offsets.data()}, x_sorted.data(),
-                          pair_pos.data(), nullptr);
-      const std::vector<float> xs = to_float(to_host(x_sorted, static_cast<std::size_t>(pairs) * padded));
-      const std::vector<int> pos = to_host(pair_pos, slots);
-      bool gather_ok = true;
-      for (int i = 0; i < pairs; ++i) {
-        const int slot = order[i].second;
-        gather_ok = gather_ok && pos[slot] == i;
-        for (int c = 0; c < padded; ++c) {
-          const float want = c < width ? rows[static_cast<std::size_t>(slot / K) * width + c] : 0.0f;
-          gather_ok = gather_ok && xs[static_cast<std::size_t>(i) * padded + c] == want;
-        }
-      }
-      CHECK(gather_ok);
+      const int pairs = std::accumulate(counts.begin(), counts.end(), 0);
 
       // Weighted sum: y as if the experts had run, b2 padded, scale applied once.
       const std::vector<float> y = to_float(to_bf16(uniform(rng, static_cast<std::size_t>(pairs) * padded, -2, 2)));
