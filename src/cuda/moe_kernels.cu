@@ -132,19 +132,20 @@ __global__ void pack_dispatch_kernel(const bf16* __restrict__ xr, int width, con
   if (!flags[fr]) return;
   const std::size_t p = positions[fr];
   copy_row(send_rows + p * width, xr + static_cast<std::size_t>(t) * width, width);
-  if (threadIdx.x == 0) {
+  if (threadIdx.x < 32) {  // lane k looks at slot k (K <= 32); rank r's pairs are packed in slot order
     int* meta = send_meta + p * 2 * K;
-    int slot = 0;
-    for (int k = 0; k < K; ++k) {
-      const int e = ids[static_cast<std::size_t>(t) * K + k];
-      if (owner[e] != r) continue;
+    const int k = threadIdx.x;
+    const int e = k < K ? ids[static_cast<std::size_t>(t) * K + k] : -1;
+    const bool mine = e >= 0 && owner[e] == r;
+    const unsigned valid = __ballot_sync(0xffffffffu, mine);
+    if (mine) {
+      const int slot = __popc(valid & ((1u << k) - 1));
       meta[slot] = __float_as_int(weights[static_cast<std::size_t>(t) * K + k]);
       meta[K + slot] = local[e];
-      ++slot;
     }
-    for (; slot < K; ++slot) {
-      meta[slot] = __float_as_int(0.0f);
-      meta[K + slot] = -1;
+    if (k >= __popc(valid) && k < K) {
+      meta[k] = __float_as_int(0.0f);
+      meta[K + k] = -1;
     }
   }
 }
@@ -178,19 +179,18 @@ __global__ void scatter_pairs_kernel(const bf16* __restrict__ rows, int width, i
   __shared__ int dst[32];
   __shared__ int count;
   const std::size_t row = blockIdx.x;
-  if (threadIdx.x == 0) {
-    int c = 0;
-    for (int k = 0; k < K; ++k) {
-      const int e = meta[row * 2 * K + K + k];
-      int r = -1;
-      if (e >= 0) {
-        r = layout.base[e] + atomicAdd(&layout.cursor[e], 1);
-        row_expert[r] = e;
-        dst[c++] = r;
-      }
-      pair_pos[row * K + k] = r;
+  if (threadIdx.x < 32) {  // lane k claims slot k's row (K <= 32): the atomics of a row in parallel
+    const int k = threadIdx.x;
+    const int e = k < K ? meta[row * 2 * K + K + k] : -1;
+    int r = -1;
+    if (e >= 0) {
+      r = layout.base[e] + atomicAdd(&layout.cursor[e], 1);
+      row_expert[r] = e;
     }
-    count = c;
+    if (k < K) pair_pos[row * K + k] = r;
+    const unsigned valid = __ballot_sync(0xffffffffu, e >= 0);
+    if (e >= 0) dst[__popc(valid & ((1u << k) - 1))] = r;
+    if (k == 0) count = __popc(valid);
   }
   __syncthreads();
   const bf16* src = rows + row * width;
@@ -261,17 +261,17 @@ __global__ void weighted_sum_kernel(const bf16* __restrict__ y, int padded, cons
   __shared__ float weight[32];
   __shared__ int count;
   const std::size_t row = blockIdx.x;
-  if (threadIdx.x == 0) {
-    int c = 0;
-    for (int k = 0; k < K; ++k) {
-      const int e = meta[row * 2 * K + K + k];
-      if (e < 0) continue;
+  if (threadIdx.x < 32) {  // lane k reads slot k (K <= 32); the valid ones are packed in slot order
+    const int k = threadIdx.x;
+    const int e = k < K ? meta[row * 2 * K + K + k] : -1;
+    const unsigned valid = __ballot_sync(0xffffffffu, e >= 0);
+    if (e >= 0) {
+      const int c = __popc(valid & ((1u << k) - 1));
       pos[c] = pair_pos[row * K + k];
       expert[c] = e;
       weight[c] = scale * __int_as_float(meta[row * 2 * K + k]);
-      ++c;
     }
-    count = c;
+    if (k == 0) count = __popc(valid);
   }
   __syncthreads();
   for (int c = threadIdx.x * V; c < width; c += blockDim.x * V) {
@@ -364,6 +364,7 @@ void pack_dispatch(const bf16* xr, int width, const int* ids, const float* weigh
                    const int* expert_owner, const int* expert_local, int num_ranks, const int* flags,
                    const int* positions, bf16* send_rows, int* send_meta, cudaStream_t stream) {
   if (!num_tokens) return;
+  EPMOE_ASSERT(top_k <= 32, "pack_dispatch supports top_k <= 32, got ", top_k);
   const dim3 grid(num_tokens, num_ranks);
   pack_dispatch_kernel<<<grid, 128, 0, stream>>>(xr, width, ids, weights, num_tokens, top_k, expert_owner,
                                                  expert_local, flags, positions, send_rows, send_meta);
