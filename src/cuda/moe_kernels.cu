@@ -17,7 +17,9 @@ unsigned grid_for(std::size_t n, int threads = kThreads) {
   return static_cast<unsigned>(blocks < 65535u * 16u ? (blocks ? blocks : 1) : 65535u * 16u);
 }
 
-__device__ __forceinline__ bool aligned16(const void* p) { return (reinterpret_cast<std::uintptr_t>(p) & 15u) == 0; }
+__device__ __forceinline__ bool aligned16(const void* p) {
+  return (reinterpret_cast<std::uintptr_t>(p) & 15u) == 0;
+}
 
 // The block copies n elements; 16-byte accesses when both rows allow them.
 __device__ __forceinline__ void copy_row(bf16* __restrict__ dst, const bf16* __restrict__ src, int n) {
@@ -73,15 +75,18 @@ __device__ __forceinline__ void store_bf16(bf16* p, const float (&v)[V]) {
 }
 
 __global__ void f32_to_bf16_kernel(const float* __restrict__ in, bf16* __restrict__ out, std::size_t n) {
-  for (std::size_t i = blockIdx.x * std::size_t(blockDim.x) + threadIdx.x; i < n; i += std::size_t(gridDim.x) * blockDim.x)
+  for (std::size_t i = blockIdx.x * std::size_t(blockDim.x) + threadIdx.x; i < n;
+       i += std::size_t(gridDim.x) * blockDim.x)
     out[i] = __float2bfloat16(in[i]);
 }
 __global__ void bf16_to_f32_kernel(const bf16* __restrict__ in, float* __restrict__ out, std::size_t n) {
-  for (std::size_t i = blockIdx.x * std::size_t(blockDim.x) + threadIdx.x; i < n; i += std::size_t(gridDim.x) * blockDim.x)
+  for (std::size_t i = blockIdx.x * std::size_t(blockDim.x) + threadIdx.x; i < n;
+       i += std::size_t(gridDim.x) * blockDim.x)
     out[i] = __bfloat162float(in[i]);
 }
 __global__ void add_bf16_kernel(bf16* __restrict__ dst, const bf16* __restrict__ src, std::size_t n) {
-  for (std::size_t i = blockIdx.x * std::size_t(blockDim.x) + threadIdx.x; i < n; i += std::size_t(gridDim.x) * blockDim.x)
+  for (std::size_t i = blockIdx.x * std::size_t(blockDim.x) + threadIdx.x; i < n;
+       i += std::size_t(gridDim.x) * blockDim.x)
     dst[i] = __float2bfloat16(__bfloat162float(dst[i]) + __bfloat162float(src[i]));
 }
 
@@ -199,7 +204,8 @@ __global__ void scatter_pairs_kernel(const bf16* __restrict__ rows, int width, i
     const uint4* s = reinterpret_cast<const uint4*>(src);
     for (int i = threadIdx.x; i < width / 8; i += blockDim.x) {
       const uint4 v = s[i];
-      for (int c = 0; c < count; ++c) reinterpret_cast<uint4*>(x_sorted + static_cast<std::size_t>(dst[c]) * padded)[i] = v;
+      for (int c = 0; c < count; ++c)
+        reinterpret_cast<uint4*>(x_sorted + static_cast<std::size_t>(dst[c]) * padded)[i] = v;
     }
   } else {
     for (int i = threadIdx.x; i < width; i += blockDim.x) {
@@ -228,28 +234,31 @@ __device__ __forceinline__ float activate(const ActivationParams& p, float gate,
   return 0.0f;
 }
 
-// One block per row (the grid's x), V columns per thread; rows whose expert is -1 are padding and skipped.
+// One thread per V columns of a row; rows whose expert is -1 are padding and skipped.
 template <int V>
-__global__ void bias_activation_kernel(const bf16* __restrict__ h, int h_cols, int inter, const float* __restrict__ bias,
-                                       const int* __restrict__ row_expert, ActivationParams act, bf16* __restrict__ a) {
+__global__ void bias_activation_kernel(const bf16* __restrict__ h, int rows, int h_cols, int inter,
+                                       const float* __restrict__ bias, const int* __restrict__ row_expert,
+                                       ActivationParams act, bf16* __restrict__ a) {
   const bool gated = act.kind != Activation::Relu2;
-  const std::size_t i = blockIdx.x;
+  const int per_row = inter / V;
+  const std::size_t idx = blockIdx.x * std::size_t(blockDim.x) + threadIdx.x;
+  if (idx >= static_cast<std::size_t>(rows) * per_row) return;
+  const std::size_t i = idx / per_row;
+  const int j = static_cast<int>(idx % per_row) * V;
   const int e = row_expert ? row_expert[i] : 0;
   if (e < 0) return;
   const bf16* hr = h + i * h_cols;
   const float* b = bias ? bias + static_cast<std::size_t>(e) * h_cols : nullptr;
-  for (int j = threadIdx.x * V; j < inter; j += blockDim.x * V) {
-    float gate[V], up[V] = {}, out[V], bg[V] = {}, bu[V] = {};
-    load_bf16<V>(hr + j, gate);
-    if (gated) load_bf16<V>(hr + inter + j, up);
-    if (b) {
-      load_f32<V>(b + j, bg);
-      if (gated) load_f32<V>(b + inter + j, bu);
-    }
-#pragma unroll
-    for (int v = 0; v < V; ++v) out[v] = activate(act, gate[v] + bg[v], up[v] + bu[v]);
-    store_bf16<V>(a + i * inter + j, out);
+  float gate[V], up[V] = {}, out[V], bg[V] = {}, bu[V] = {};
+  load_bf16<V>(hr + j, gate);
+  if (gated) load_bf16<V>(hr + inter + j, up);
+  if (b) {
+    load_f32<V>(b + j, bg);
+    if (gated) load_f32<V>(b + inter + j, bu);
   }
+#pragma unroll
+  for (int v = 0; v < V; ++v) out[v] = activate(act, gate[v] + bg[v], up[v] + bu[v]);
+  store_bf16<V>(a + i * inter + j, out);
 }
 
 // One block per row; the row's pairs are read once into shared memory.
@@ -309,7 +318,8 @@ template <class T>
 __global__ void fill_counter_uniform_kernel(T* __restrict__ dst, int rows, int cols, std::size_t ld, std::uint64_t seed,
                                             std::uint64_t a, std::uint64_t b, float scale) {
   const std::size_t n = static_cast<std::size_t>(rows) * cols;
-  for (std::size_t i = blockIdx.x * std::size_t(blockDim.x) + threadIdx.x; i < n; i += std::size_t(gridDim.x) * blockDim.x) {
+  for (std::size_t i = blockIdx.x * std::size_t(blockDim.x) + threadIdx.x; i < n;
+       i += std::size_t(gridDim.x) * blockDim.x) {
     const float v = __fmul_rn(scale, synthetic::counter_uniform(seed, a, b, i));
     const std::size_t r = i / cols, c = i % cols;
     if constexpr (sizeof(T) == 2)
@@ -317,6 +327,11 @@ __global__ void fill_counter_uniform_kernel(T* __restrict__ dst, int rows, int c
     else
       dst[r * ld + c] = v;
   }
+}
+
+// Threads of a one-block-per-row kernel moving `chunks` pieces of a row: all of them in one pass where possible.
+int row_threads(int chunks) {
+  return std::min(512, std::max(64, (chunks + 31) / 32 * 32));
 }
 
 bool vec8_ok(std::initializer_list<long> values) {
@@ -353,10 +368,10 @@ void dispatch_flags(const int* ids, int num_tokens, int top_k, const int* expert
   EPMOE_CUDA_LAUNCH_CHECK();
 }
 
-void rank_row_counts(const int* flags, const int* positions, int num_tokens, int num_ranks, int max_local,
-                     int* counts, cudaStream_t stream) {
-  rank_row_counts_kernel<<<grid_for(num_ranks, 32), 32, 0, stream>>>(flags, positions, num_tokens, num_ranks,
-                                                                     max_local, counts);
+void rank_row_counts(const int* flags, const int* positions, int num_tokens, int num_ranks, int max_local, int* counts,
+                     cudaStream_t stream) {
+  rank_row_counts_kernel<<<grid_for(num_ranks, 32), 32, 0, stream>>>(flags, positions, num_tokens, num_ranks, max_local,
+                                                                     counts);
   EPMOE_CUDA_LAUNCH_CHECK();
 }
 
@@ -366,17 +381,16 @@ void pack_dispatch(const bf16* xr, int width, const int* ids, const float* weigh
   if (!num_tokens) return;
   EPMOE_ASSERT(top_k <= 32, "pack_dispatch supports top_k <= 32, got ", top_k);
   const dim3 grid(num_tokens, num_ranks);
-  pack_dispatch_kernel<<<grid, 128, 0, stream>>>(xr, width, ids, weights, num_tokens, top_k, expert_owner,
-                                                 expert_local, flags, positions, send_rows, send_meta);
+  pack_dispatch_kernel<<<grid, 128, 0, stream>>>(xr, width, ids, weights, num_tokens, top_k, expert_owner, expert_local,
+                                                 flags, positions, send_rows, send_meta);
   EPMOE_CUDA_LAUNCH_CHECK();
 }
 
 void select_local_meta(const int* ids, const float* weights, int num_tokens, int top_k, const int* expert_owner,
                        const int* expert_local, int rank, int* meta, int* counts, cudaStream_t stream) {
   if (!num_tokens) return;
-  select_local_meta_kernel<<<grid_for(num_tokens), kThreads, 0, stream>>>(ids, weights, num_tokens, top_k,
-                                                                          expert_owner, expert_local, rank, meta,
-                                                                          counts);
+  select_local_meta_kernel<<<grid_for(num_tokens), kThreads, 0, stream>>>(ids, weights, num_tokens, top_k, expert_owner,
+                                                                          expert_local, rank, meta, counts);
   EPMOE_CUDA_LAUNCH_CHECK();
 }
 
@@ -385,8 +399,9 @@ void scatter_pairs(const bf16* rows, int num_rows, int width, int padded, const 
   if (!num_rows) return;
   EPMOE_ASSERT(top_k <= 32, "scatter_pairs supports top_k <= 32, got ", top_k);
   EPMOE_ASSERT(layout.base && layout.cursor, "scatter_pairs needs the whole layout");
-  scatter_pairs_kernel<<<num_rows, 128, 0, stream>>>(rows, width, padded, meta, top_k, layout, x_sorted, pair_pos,
-                                                     row_expert);
+  const bool vec = width % 8 == 0 && padded % 8 == 0;
+  scatter_pairs_kernel<<<num_rows, row_threads(vec ? width / 8 : width), 0, stream>>>(
+      rows, width, padded, meta, top_k, layout, x_sorted, pair_pos, row_expert);
   EPMOE_CUDA_LAUNCH_CHECK();
 }
 
@@ -394,12 +409,12 @@ void bias_activation(const bf16* h, int rows, int h_cols, int inter, const float
                      const ActivationParams& act, bf16* a, cudaStream_t stream) {
   if (!rows) return;
   const bool vec = vec8_ok({inter, h_cols});
-  const int per_row = vec ? inter / 8 : inter;
-  const int threads = std::min(256, std::max(32, (per_row + 31) / 32 * 32));
+  const std::size_t threads = static_cast<std::size_t>(rows) * (vec ? inter / 8 : inter);
+  const unsigned blocks = static_cast<unsigned>((threads + kThreads - 1) / kThreads);
   if (vec)
-    bias_activation_kernel<8><<<rows, threads, 0, stream>>>(h, h_cols, inter, bias, row_expert, act, a);
+    bias_activation_kernel<8><<<blocks, kThreads, 0, stream>>>(h, rows, h_cols, inter, bias, row_expert, act, a);
   else
-    bias_activation_kernel<1><<<rows, threads, 0, stream>>>(h, h_cols, inter, bias, row_expert, act, a);
+    bias_activation_kernel<1><<<blocks, kThreads, 0, stream>>>(h, rows, h_cols, inter, bias, row_expert, act, a);
   EPMOE_CUDA_LAUNCH_CHECK();
 }
 
@@ -408,9 +423,11 @@ void weighted_sum(const bf16* y, int padded, const int* pair_pos, const int* met
   if (!num_rows) return;
   EPMOE_ASSERT(top_k <= 32, "weighted_sum supports top_k <= 32, got ", top_k);
   if (vec8_ok({padded, width})) {
-    weighted_sum_kernel<8><<<num_rows, 128, 0, stream>>>(y, padded, pair_pos, meta, top_k, width, b2, scale, out);
+    weighted_sum_kernel<8>
+        <<<num_rows, row_threads(width / 8), 0, stream>>>(y, padded, pair_pos, meta, top_k, width, b2, scale, out);
   } else {
-    weighted_sum_kernel<1><<<num_rows, 128, 0, stream>>>(y, padded, pair_pos, meta, top_k, width, b2, scale, out);
+    weighted_sum_kernel<1>
+        <<<num_rows, row_threads(width), 0, stream>>>(y, padded, pair_pos, meta, top_k, width, b2, scale, out);
   }
   EPMOE_CUDA_LAUNCH_CHECK();
 }
@@ -419,9 +436,11 @@ void combine_sum(const bf16* back, int width, const int* flags, const int* posit
                  bf16* routed, cudaStream_t stream) {
   if (!num_tokens) return;
   if (vec8_ok({width})) {
-    combine_sum_kernel<8><<<num_tokens, 128, 0, stream>>>(back, width, flags, positions, num_tokens, num_ranks, routed);
+    combine_sum_kernel<8><<<num_tokens, row_threads(width / 8), 0, stream>>>(back, width, flags, positions, num_tokens,
+                                                                             num_ranks, routed);
   } else {
-    combine_sum_kernel<1><<<num_tokens, 128, 0, stream>>>(back, width, flags, positions, num_tokens, num_ranks, routed);
+    combine_sum_kernel<1>
+        <<<num_tokens, row_threads(width), 0, stream>>>(back, width, flags, positions, num_tokens, num_ranks, routed);
   }
   EPMOE_CUDA_LAUNCH_CHECK();
 }
