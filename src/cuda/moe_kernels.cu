@@ -11,6 +11,9 @@ namespace epmoe::cuda {
 namespace {
 
 constexpr int kThreads = 256;
+// One-block-per-row kernels (scatter, weighted sum, combine sum): 128 threads measured faster than one pass per row
+// (256-512 threads) on 4 x H200 for qwen3-30b-a3b and gpt-oss-120b rows (weighted sum 48 against 67 us).
+constexpr int kRowThreads = 128;
 
 unsigned grid_for(std::size_t n, int threads = kThreads) {
   const std::size_t blocks = (n + threads - 1) / threads;
@@ -329,11 +332,6 @@ __global__ void fill_counter_uniform_kernel(T* __restrict__ dst, int rows, int c
   }
 }
 
-// Threads of a one-block-per-row kernel moving `chunks` pieces of a row: all of them in one pass where possible.
-int row_threads(int chunks) {
-  return std::min(512, std::max(64, (chunks + 31) / 32 * 32));
-}
-
 bool vec8_ok(std::initializer_list<long> values) {
   for (long v : values)
     if (v % 8) return false;
@@ -399,9 +397,8 @@ void scatter_pairs(const bf16* rows, int num_rows, int width, int padded, const 
   if (!num_rows) return;
   EPMOE_ASSERT(top_k <= 32, "scatter_pairs supports top_k <= 32, got ", top_k);
   EPMOE_ASSERT(layout.base && layout.cursor, "scatter_pairs needs the whole layout");
-  const bool vec = width % 8 == 0 && padded % 8 == 0;
-  scatter_pairs_kernel<<<num_rows, row_threads(vec ? width / 8 : width), 0, stream>>>(
-      rows, width, padded, meta, top_k, layout, x_sorted, pair_pos, row_expert);
+  scatter_pairs_kernel<<<num_rows, kRowThreads, 0, stream>>>(rows, width, padded, meta, top_k, layout, x_sorted,
+                                                             pair_pos, row_expert);
   EPMOE_CUDA_LAUNCH_CHECK();
 }
 
@@ -424,10 +421,10 @@ void weighted_sum(const bf16* y, int padded, const int* pair_pos, const int* met
   EPMOE_ASSERT(top_k <= 32, "weighted_sum supports top_k <= 32, got ", top_k);
   if (vec8_ok({padded, width})) {
     weighted_sum_kernel<8>
-        <<<num_rows, row_threads(width / 8), 0, stream>>>(y, padded, pair_pos, meta, top_k, width, b2, scale, out);
+        <<<num_rows, kRowThreads, 0, stream>>>(y, padded, pair_pos, meta, top_k, width, b2, scale, out);
   } else {
     weighted_sum_kernel<1>
-        <<<num_rows, row_threads(width), 0, stream>>>(y, padded, pair_pos, meta, top_k, width, b2, scale, out);
+        <<<num_rows, kRowThreads, 0, stream>>>(y, padded, pair_pos, meta, top_k, width, b2, scale, out);
   }
   EPMOE_CUDA_LAUNCH_CHECK();
 }
@@ -436,11 +433,11 @@ void combine_sum(const bf16* back, int width, const int* flags, const int* posit
                  bf16* routed, cudaStream_t stream) {
   if (!num_tokens) return;
   if (vec8_ok({width})) {
-    combine_sum_kernel<8><<<num_tokens, row_threads(width / 8), 0, stream>>>(back, width, flags, positions, num_tokens,
-                                                                             num_ranks, routed);
+    combine_sum_kernel<8>
+        <<<num_tokens, kRowThreads, 0, stream>>>(back, width, flags, positions, num_tokens, num_ranks, routed);
   } else {
     combine_sum_kernel<1>
-        <<<num_tokens, row_threads(width), 0, stream>>>(back, width, flags, positions, num_tokens, num_ranks, routed);
+        <<<num_tokens, kRowThreads, 0, stream>>>(back, width, flags, positions, num_tokens, num_ranks, routed);
   }
   EPMOE_CUDA_LAUNCH_CHECK();
 }
