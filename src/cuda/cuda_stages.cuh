@@ -1,7 +1,8 @@
 // The CUDA backend's stages of one MoE layer: forward_layer() (src/core/forward_layer.hpp) calls them in order, as it
 // calls the CPU backend's. Activations are bf16 device rows in workspaces this class owns: a stage returns a handle
-// to its own output buffer, so the steady state allocates nothing. Everything runs on one stream; the count exchange
-// of the dispatch (or the pair counts of select_local) is the one host synchronization of a layer.
+// to its own output buffer, so the steady state allocates nothing. The layer runs on one stream, with side streams
+// joined back by events (the shared expert, the dispatch's pack, the buckets of the grouped GEMMs); the count
+// exchange of the dispatch (or the pair counts of select_local) is the one host synchronization of a layer.
 #pragma once
 
 #include <memory>

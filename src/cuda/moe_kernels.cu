@@ -1,5 +1,5 @@
-// The memory-bound kernels of the layer: conversions, dispatch layout and packing, pair sorting and gathering,
-// bias + activation, the weighted sum that writes unpadded rows, and the home-rank combine.
+// The memory-bound kernels of the layer: conversions, dispatch layout and packing, the scatter of the pairs into their
+// experts' blocks, bias + activation, the weighted sum that writes unpadded rows, and the home-rank combine.
 #include <algorithm>
 #include <cmath>
 
@@ -187,6 +187,17 @@ __global__ void scatter_pairs_kernel(const bf16* __restrict__ rows, int width, i
   __shared__ int dst[32];
   __shared__ int count;
   const std::size_t row = blockIdx.x;
+  // The row's first pieces are loaded before the bookkeeping, so that their latency overlaps the atomics'.
+  const bf16* src = rows + row * width;
+  const bool vec = (width & 7) == 0 && (padded & 7) == 0 && aligned16(src) && aligned16(x_sorted);
+  const uint4* s = reinterpret_cast<const uint4*>(src);
+  constexpr int kEarly = 2;
+  uint4 early[kEarly];
+#pragma unroll
+  for (int p = 0; p < kEarly; ++p) {
+    const int i = threadIdx.x + p * blockDim.x;
+    if (vec && i < width / 8) early[p] = s[i];
+  }
   if (threadIdx.x < 32) {  // lane k claims slot k's row (K <= 32): the atomics of a row in parallel
     const int k = threadIdx.x;
     const int e = k < K ? meta[row * 2 * K + K + k] : -1;
@@ -201,12 +212,17 @@ __global__ void scatter_pairs_kernel(const bf16* __restrict__ rows, int width, i
     if (k == 0) count = __popc(valid);
   }
   __syncthreads();
-  const bf16* src = rows + row * width;
-  bool vec = (width & 7) == 0 && (padded & 7) == 0 && aligned16(src) && aligned16(x_sorted);
   if (vec) {
-    const uint4* s = reinterpret_cast<const uint4*>(src);
-    for (int i = threadIdx.x; i < width / 8; i += blockDim.x) {
-      const uint4 v = s[i];
+    int p = 0;
+    for (int i = threadIdx.x; i < width / 8; i += blockDim.x, ++p) {
+      uint4 v;
+      if (p < kEarly) {
+#pragma unroll
+        for (int q = 0; q < kEarly; ++q)  // a constant index keeps `early` in registers
+          if (q == p) v = early[q];
+      } else {
+        v = s[i];
+      }
       for (int c = 0; c < count; ++c)
         reinterpret_cast<uint4*>(x_sorted + static_cast<std::size_t>(dst[c]) * padded)[i] = v;
     }
@@ -248,13 +264,14 @@ __global__ void bias_activation_kernel(const bf16* __restrict__ h, int rows, int
   if (idx >= static_cast<std::size_t>(rows) * per_row) return;
   const std::size_t i = idx / per_row;
   const int j = static_cast<int>(idx % per_row) * V;
-  const int e = row_expert ? row_expert[i] : 0;
-  if (e < 0) return;
+  // h first (padding rows are read too, and dropped), so that the load of the row's expert does not delay it.
   const bf16* hr = h + i * h_cols;
-  const float* b = bias ? bias + static_cast<std::size_t>(e) * h_cols : nullptr;
   float gate[V], up[V] = {}, out[V], bg[V] = {}, bu[V] = {};
   load_bf16<V>(hr + j, gate);
   if (gated) load_bf16<V>(hr + inter + j, up);
+  const int e = row_expert ? row_expert[i] : 0;
+  if (e < 0) return;
+  const float* b = bias ? bias + static_cast<std::size_t>(e) * h_cols : nullptr;
   if (b) {
     load_f32<V>(b + j, bg);
     if (gated) load_f32<V>(b + inter + j, bu);
@@ -276,12 +293,14 @@ __global__ void weighted_sum_kernel(const bf16* __restrict__ y, int padded, cons
   if (threadIdx.x < 32) {  // lane k reads slot k (K <= 32); the valid ones are packed in slot order
     const int k = threadIdx.x;
     const int e = k < K ? meta[row * 2 * K + K + k] : -1;
+    const int p = k < K ? pair_pos[row * K + k] : -1;  // loaded beside e, not after it
+    const int w = k < K ? meta[row * 2 * K + k] : 0;
     const unsigned valid = __ballot_sync(0xffffffffu, e >= 0);
     if (e >= 0) {
       const int c = __popc(valid & ((1u << k) - 1));
-      pos[c] = pair_pos[row * K + k];
+      pos[c] = p;
       expert[c] = e;
-      weight[c] = scale * __int_as_float(meta[row * 2 * K + k]);
+      weight[c] = scale * __int_as_float(w);
     }
     if (k == 0) count = __popc(valid);
   }
