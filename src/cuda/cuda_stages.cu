@@ -165,9 +165,9 @@ std::size_t CudaStages::device_bytes() const {
          routing_weights_.bytes() + latent_x_.bytes() + flags_.bytes() + positions_.bytes() + meta_local_.bytes() +
          routed_.bytes() + up_.bytes() + shared_out_.bytes() + reduce_.bytes() + shared_h_.bytes() +
          shared_a_.bytes() + send_rows_.bytes() + send_meta_.bytes() + back_.bytes() + recv_rows_.bytes() +
-         recv_meta_.bytes() + partial_.bytes() + pair_pos_.bytes() + row_expert_.bytes() + x_sorted_.bytes() + h_.bytes() + a_.bytes() + y_.bytes() +
-         cub_temp_.bytes() + counts_.bytes() + local_counts_.bytes() + owner_.bytes() +
-         local_.bytes();
+         recv_meta_.bytes() + partial_.bytes() + pair_pos_.bytes() + row_expert_.bytes() + x_sorted_.bytes() +
+         h_.bytes() + a_.bytes() + y_.bytes() + cub_temp_.bytes() + counts_.bytes() + local_counts_.bytes() +
+         owner_.bytes() + local_.bytes();
 }
 
 CudaStages::Rows CudaStages::stage_input(const Matrix<float>& x) {
