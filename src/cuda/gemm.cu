@@ -92,7 +92,7 @@ ExpertGemm::ExpertGemm(cublasHandle_t main_handle, cudaStream_t stream, int max_
   const int lanes = gemm_streams_from_env();
   if (lanes > 1) {
     for (int i = 0; i < lanes; ++i) {
-      streams_.push_back(std::make_unique<Stream>(true));
+      streams_.push_back(std::make_unique<Stream>());
       handles_.push_back(std::make_unique<CublasHandle>());
       EPMOE_CUBLAS_CHECK(cublasSetStream(handles_.back()->get(), streams_.back()->get()));
       joins_.push_back(std::make_unique<Event>(false));
@@ -261,9 +261,7 @@ void ExpertGemm::run_calls(int gemm, int begin, int end) {
   const void* const* a = pointers + pointer_slot(gemm, 0);
   const void* const* b = pointers + pointer_slot(gemm, 1);
   void* const* c = pointers + pointer_slot(gemm, 2);
-  // On the side streams (high priority) whenever there are some, even for one call: the pipeline's memory-bound
-  // steps run beside the GEMMs at a lower priority.
-  const bool fan_out = !streams_.empty() && (end - begin > 1 || groups_.size() > 1);
+  const bool fan_out = !streams_.empty() && end - begin > 1;
   load_.assign(fan_out ? streams_.size() : 1, 0);
   if (fan_out) {
     fork_.record(stream_);

@@ -107,13 +107,6 @@ class PinnedBuffer {
 class Stream {
  public:
   Stream() { EPMOE_CUDA_CHECK(cudaStreamCreateWithFlags(&stream_, cudaStreamNonBlocking)); }
-  // high: the device's greatest priority, whose blocks the scheduler starts first when SMs free up (the GEMMs,
-  // against memory-bound kernels on default-priority streams).
-  explicit Stream(bool high) {
-    int least = 0, greatest = 0;
-    EPMOE_CUDA_CHECK(cudaDeviceGetStreamPriorityRange(&least, &greatest));
-    EPMOE_CUDA_CHECK(cudaStreamCreateWithPriority(&stream_, cudaStreamNonBlocking, high ? greatest : least));
-  }
   ~Stream() {
     if (stream_) cudaStreamDestroy(stream_);
   }
