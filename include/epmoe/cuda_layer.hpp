@@ -48,9 +48,7 @@ struct CudaLayerStats {
   std::size_t rows_received = 0;        // token rows this rank's experts processed
   std::size_t pairs_processed = 0;      // (row, local expert) pairs, i.e. rows of the grouped GEMMs
   std::size_t gemm_rows = 0;            // rows the experts' GEMMs computed (pairs + padding of the grouped layout)
-  int gemm_buckets = 0;                 // buckets of experts with one M (grouped: experts of similar pair counts)
-  int gemm_calls = 0;                   // GEMM calls per weight matrix (the buckets, split for the pipeline)
-  int gemm_stages = 0;                  // groups of experts the GEMMs are pipelined over (EPMOE_CUDA_PIPELINE_STAGES)
+  int gemm_buckets = 0;                 // GEMM calls per weight matrix (grouped: buckets of similar experts)
   std::size_t device_bytes = 0;         // device memory held by the layer (weights + workspaces)
   std::size_t weight_bytes = 0;         // of which weights
 };

@@ -62,8 +62,6 @@ class CudaLayer final : public LayerRunner {
     s.pairs_processed = stages_->last_pairs;
     s.gemm_rows = stages_->expert_gemm().rows();
     s.gemm_buckets = stages_->expert_gemm().buckets();
-    s.gemm_calls = stages_->expert_gemm().calls();
-    s.gemm_stages = stages_->expert_gemm().stages();
     s.device_bytes = stages_->device_bytes();
     s.weight_bytes = stages_->weight_bytes();
     return s;

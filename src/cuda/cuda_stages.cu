@@ -372,23 +372,14 @@ CudaStages::Rows CudaStages::experts(const Batch& batch) {
   // Each pair's row into its expert's block, padded on entry (the GEMMs see width Dp with zero lanes beyond Din);
   // rows of a block past its pairs stay marked -1 for the activation to skip.
   EPMOE_CUDA_CHECK(cudaMemsetAsync(row_expert_.data(), 0xff, gemm_rows * sizeof(int), s));
-  // x_sorted = the pairs' rows, h = x_sorted . w13^T, a = act(h + b13), y = a . w2^T, pipelined over groups of
-  // experts: a group's scatter and activation overlap the GEMMs of the groups before and after it.
-  const ExpertRows layout = expert_gemm_->device_layout();
-  const float* b13 = weights_.b13.size() ? weights_.b13.data() : nullptr;
+  scatter_pairs(batch.rows.data, N, Din, Dp, batch.meta, K, expert_gemm_->device_layout(), x_sorted_.data(),
+                pair_pos_.data(), row_expert_.data(), s);
   {
     StageTimer gemms(clock_, &PhaseTimes::expert_gemms, s);
-    expert_gemm_->run_pipelined(
-        [&](int group, cudaStream_t st) {
-          scatter_pairs(batch.rows.data, N, Din, Dp, batch.meta, K, layout, group, x_sorted_.data(),
-                        pair_pos_.data(), row_expert_.data(), st);
-        },
-        0,
-        [&](int begin, int end, cudaStream_t st) {
-          bias_activation(h_.data() + static_cast<std::size_t>(begin) * R13, end - begin, R13, I, b13,
-                          row_expert_.data() + begin, act_, a_.data() + static_cast<std::size_t>(begin) * I, st);
-        },
-        1);
+    expert_gemm_->run(0);  // h = x . w13^T
+    bias_activation(h_.data(), static_cast<int>(gemm_rows), R13, I,
+                    weights_.b13.size() ? weights_.b13.data() : nullptr, row_expert_.data(), act_, a_.data(), s);
+    expert_gemm_->run(1);  // y = a . w2^T
   }
   // The trim: the weighted sum reads padded rows and writes contiguous rows of width Din.
   weighted_sum(y_.data(), Dp, pair_pos_.data(), batch.meta, N, K, Din,

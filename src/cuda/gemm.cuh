@@ -5,7 +5,6 @@
 
 #include <cublas_v2.h>
 
-#include <functional>
 #include <memory>
 #include <vector>
 
@@ -39,12 +38,6 @@ ExpertGemmMode expert_gemm_mode_from_env();
 // joins a bucket while its count is at least this fraction of the bucket's largest (padding at most 1/fill - 1 of
 // the rows).
 double expert_group_fill_from_env();
-// EPMOE_CUDA_PIPELINE_STAGES in [1, 8] (default 4): the groups of experts run_pipelined() splits the expert phase
-// into, so that one group's scatter and activation overlap the GEMMs of others; fewer when a group would have less
-// than EPMOE_CUDA_PIPELINE_MIN_ROWS rows (default 4096: decode-sized batches run unpipelined). 1 runs the scatter,
-// then each GEMM over all experts at once with the activation between them.
-int expert_pipeline_stages_from_env();
-long expert_pipeline_min_rows_from_env();
 
 // One GEMM of the experts: for each local expert e, out rows of e = x rows of e . w_e^T, w_e = w + e * n * ldw
 // (w is [experts, n, ldw] with k <= ldw used columns); x and out rows in the layout of ExpertGemm::plan().
@@ -60,53 +53,30 @@ struct ExpertLinear {
 
 // The grouped GEMM of the experts. Per layer: plan() from the per-expert pair offsets the host knows (the count
 // exchange brought them), then prepare() with the layer's GEMMs (copies the layout and the pointer arrays to the
-// device in one transfer, on `stream`), then run(i) for each GEMM in turn, or run_pipelined() for two GEMMs with a
-// row-wise step between them. Work is ordered after what was queued on `stream` before and before what is queued
-// after.
-//
-// The layout: the experts' blocks follow each other in the order of the buckets (largest pair count first), so the
-// rows of any run of consecutive buckets, and of the pipeline's groups, are one contiguous range.
+// device in one transfer, on `stream`), then run(i) for each GEMM in turn. Work is ordered after what was queued on
+// `stream` before and before what is queued after.
 class ExpertGemm {
  public:
   ExpertGemm(cublasHandle_t main_handle, cudaStream_t stream, int max_experts);
   // Row layout for these pair offsets (host, [n + 1]); returns the number of rows the layout spans.
   int plan(const std::vector<int>& offsets);
   void prepare(const std::vector<ExpertLinear>& gemms);
-  // The layout on the device (valid on `stream` after prepare()): base [n + 1], a zeroed cursor [n] and the
-  // pipeline group of each expert [n] for the scatter of the pairs into their blocks (ExpertRows).
+  // The layout on the device (valid on `stream` after prepare()): base [n + 1] and a zeroed cursor [n] for the
+  // scatter of the pairs into their blocks (ExpertRows).
   ExpertRows device_layout() {
     int* ints = reinterpret_cast<int*>(device_.data());
-    return ExpertRows{ints + max_experts_ + 1, ints, ints + 2 * (max_experts_ + 1)};
+    return ExpertRows{ints + max_experts_ + 1, ints};
   }
   void run(int gemm);
-  // Work before the first GEMM (the scatter of the pairs' rows): for the experts of pipeline group `group` (their
-  // ExpertRows::group), or all of them (-1), on `stream`.
-  using GroupStep = std::function<void(int group, cudaStream_t stream)>;
-  // Row-wise work between two GEMMs (the bias and activation): rows [begin, end) of the layout, on `stream`.
-  using RowStep = std::function<void(int begin, int end, cudaStream_t stream)>;
-  // `before`, GEMM `first`, `between` and GEMM `second`, pipelined over the plan's groups of experts: the `before`
-  // of every group runs in turn on a side stream, group g's first GEMM once its `before` is done; group g's
-  // `between` runs on another side stream while group g + 1's first GEMM runs; group g's second GEMM follows it.
-  // With one group: before(-1), run(first), between over all rows, run(second), all on `stream`.
-  void run_pipelined(const GroupStep& before, int first, const RowStep& between, int second);
-  // Of the last plan(): the rows the layout spans (pairs and padding), the buckets, the GEMM calls per weight matrix
-  // and the pipeline's groups.
+  // Of the last plan(): the rows the layout spans (pairs and padding) and the GEMM calls per weight matrix.
   int rows() const { return base_.empty() ? 0 : base_.back(); }
   int buckets() const { return static_cast<int>(buckets_.size()); }
-  int calls() const { return static_cast<int>(calls_.size()); }
-  int stages() const { return static_cast<int>(groups_.size()); }
 
  private:
   struct Bucket {
     int rows;         // M of every GEMM in the bucket
     int first, size;  // order_[first, first + size)
   };
-  struct Group {  // of the pipeline: calls_[first_call, end_call) over the layout rows [row_begin, row_end)
-    int first_call, end_call, row_begin, row_end;
-  };
-  // The GEMM calls calls_[begin, end) of GEMM `gemm` on `stream_`, spread over the side streams when more than one.
-  void run_calls(int gemm, int begin, int end);
-  void split_into_groups(int stages);
   ExpertGemmMode mode_;
   double fill_;
   cublasHandle_t main_handle_;
@@ -121,17 +91,9 @@ class ExpertGemm {
   std::vector<int> base_;   // base_[e] = first row of expert e's block, base_[n] = rows (non-decreasing)
   std::vector<long> load_;  // rows queued per stream (run's workspace)
   std::vector<Bucket> buckets_;
-  std::vector<Bucket> calls_;  // the buckets, large ones split for the pipeline's groups: one GEMM call each
-  std::vector<Group> groups_;
-  int stages_;
-  long min_group_rows_;
-  static constexpr int kMaxStages = 8;
-  Stream before_stream_, between_stream_;
-  Event pipeline_start_{false};
-  std::vector<Event> before_done_, first_done_, between_done_;
   std::vector<ExpertLinear> gemms_;
-  // One transfer per layer: [cursor zeros n+1 | base n+1 | group n+1 | pad to 8 bytes | per GEMM: A, B, C pointer
-  // arrays of max_experts each], pinned on the host and on the device.
+  // One transfer per layer: [cursor zeros n+1 | base n+1 | pad to 8 bytes | per GEMM: A, B, C pointer arrays of
+  // max_experts each], pinned on the host and on the device.
   static constexpr int kMaxGemms = 4;
   std::size_t int_bytes() const;
   std::size_t pointer_slot(int gemm, int array) const;  // index of the array's first pointer

@@ -64,26 +64,21 @@ void exclusive_scan(const int* in, int* out, int n, DeviceBuffer<unsigned char>&
 std::size_t cub_temp_bytes(int scan_items);
 
 // ---- experts (reference: CpuStages::experts) ----
-// Where the experts' GEMM buffers (x_sorted, h, a, y) hold the pairs: local expert e owns a block of rows starting
-// at base[e] and its pairs fill the first rows of it, in the order the scatter claims them (cursor[e], zero before
-// the scatter, counts the rows claimed). ExpertGemm::plan() sizes and orders the blocks (not necessarily in expert
-// order); base == the offsets of the pair counts is the compact layout. group[e]: the pipeline group of expert e
-// (ExpertGemm::run_pipelined), or null. Device arrays, [n + 1], [n] and [n].
+// Where the experts' GEMM buffers (x_sorted, h, a, y) hold the pairs: local expert e owns the block of rows
+// [base[e], base[e + 1]) and its pairs fill the first rows of it, in the order the scatter claims them
+// (cursor[e], zero before the scatter, counts the rows claimed). ExpertGemm::plan() sizes the blocks; base == the
+// offsets of the pair counts is the compact layout. Device arrays, [n + 1] and [n].
 struct ExpertRows {
   const int* base = nullptr;
   int* cursor = nullptr;
-  const int* group = nullptr;
 };
 // For every received row i and valid slot k (meta's expert e >= 0): the pair takes row r = base[e] + (the next
 // cursor[e]), x_sorted[r, :width] = rows[i], zero to `padded`; pair_pos[i * K + k] = r (-1 for unused slots) and
 // row_expert[r] = e. Rows of a block beyond its pairs are left alone (row_expert should be -1 there: set it first).
 // Within a block the order of the pairs is the order the atomics gave, not the slot order: each row's GEMM result
 // does not depend on where it sits, so the layer's output stays deterministic.
-// group >= 0: only the pairs of the experts with layout.group[e] == group (the unused slots' -1 in group 0), one
-// pass per group of the pipeline; group < 0: every pair.
 void scatter_pairs(const bf16* rows, int num_rows, int width, int padded, const int* meta, int top_k,
-                   const ExpertRows& layout, int group, bf16* x_sorted, int* pair_pos, int* row_expert,
-                   cudaStream_t stream);
+                   const ExpertRows& layout, bf16* x_sorted, int* pair_pos, int* row_expert, cudaStream_t stream);
 struct ActivationParams {
   Activation kind;
   float alpha, limit;

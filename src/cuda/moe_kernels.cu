@@ -182,45 +182,41 @@ __global__ void select_local_meta_kernel(const int* __restrict__ ids, const floa
 // One block per received row: each of its valid slots takes the next free row of its expert's block (an atomic
 // cursor per expert), and the block copies the row there once per slot, reading it once.
 __global__ void scatter_pairs_kernel(const bf16* __restrict__ rows, int width, int padded, const int* __restrict__ meta,
-                                     int K, ExpertRows layout, int group, bf16* __restrict__ x_sorted,
-                                     int* __restrict__ pair_pos, int* __restrict__ row_expert) {
+                                     int K, ExpertRows layout, bf16* __restrict__ x_sorted, int* __restrict__ pair_pos,
+                                     int* __restrict__ row_expert) {
   __shared__ int dst[32];
   __shared__ int count;
   const std::size_t row = blockIdx.x;
-  // The row's first pieces are loaded before the bookkeeping, so that their latency overlaps the atomics' (not in
-  // a pass over one group of experts, where the row may have no pair for it).
+  // The row's first pieces are loaded before the bookkeeping, so that their latency overlaps the atomics'.
   const bf16* src = rows + row * width;
   const bool vec = (width & 7) == 0 && (padded & 7) == 0 && aligned16(src) && aligned16(x_sorted);
   const uint4* s = reinterpret_cast<const uint4*>(src);
   constexpr int kEarly = 2;
   uint4 early[kEarly];
-  const bool prefetch = vec && group < 0;
 #pragma unroll
   for (int p = 0; p < kEarly; ++p) {
     const int i = threadIdx.x + p * blockDim.x;
-    if (prefetch && i < width / 8) early[p] = s[i];
+    if (vec && i < width / 8) early[p] = s[i];
   }
   if (threadIdx.x < 32) {  // lane k claims slot k's row (K <= 32): the atomics of a row in parallel
     const int k = threadIdx.x;
     const int e = k < K ? meta[row * 2 * K + K + k] : -1;
-    const bool mine = e >= 0 && (group < 0 || layout.group[e] == group);
     int r = -1;
-    if (mine) {
+    if (e >= 0) {
       r = layout.base[e] + atomicAdd(&layout.cursor[e], 1);
       row_expert[r] = e;
     }
-    if (k < K && (mine || (e < 0 && group <= 0))) pair_pos[row * K + k] = r;  // unused slots: in the first pass
-    const unsigned valid = __ballot_sync(0xffffffffu, mine);
-    if (mine) dst[__popc(valid & ((1u << k) - 1))] = r;
+    if (k < K) pair_pos[row * K + k] = r;
+    const unsigned valid = __ballot_sync(0xffffffffu, e >= 0);
+    if (e >= 0) dst[__popc(valid & ((1u << k) - 1))] = r;
     if (k == 0) count = __popc(valid);
   }
   __syncthreads();
-  if (count == 0) return;
   if (vec) {
     int p = 0;
     for (int i = threadIdx.x; i < width / 8; i += blockDim.x, ++p) {
       uint4 v;
-      if (prefetch && p < kEarly) {
+      if (p < kEarly) {
 #pragma unroll
         for (int q = 0; q < kEarly; ++q)  // a constant index keeps `early` in registers
           if (q == p) v = early[q];
@@ -416,13 +412,12 @@ void select_local_meta(const int* ids, const float* weights, int num_tokens, int
 }
 
 void scatter_pairs(const bf16* rows, int num_rows, int width, int padded, const int* meta, int top_k,
-                   const ExpertRows& layout, int group, bf16* x_sorted, int* pair_pos, int* row_expert,
-                   cudaStream_t stream) {
+                   const ExpertRows& layout, bf16* x_sorted, int* pair_pos, int* row_expert, cudaStream_t stream) {
   if (!num_rows) return;
   EPMOE_ASSERT(top_k <= 32, "scatter_pairs supports top_k <= 32, got ", top_k);
-  EPMOE_ASSERT(layout.base && layout.cursor && (group < 0 || layout.group), "scatter_pairs needs the whole layout");
-  scatter_pairs_kernel<<<num_rows, kRowThreads, 0, stream>>>(rows, width, padded, meta, top_k, layout, group,
-                                                             x_sorted, pair_pos, row_expert);
+  EPMOE_ASSERT(layout.base && layout.cursor, "scatter_pairs needs the whole layout");
+  scatter_pairs_kernel<<<num_rows, kRowThreads, 0, stream>>>(rows, width, padded, meta, top_k, layout, x_sorted,
+                                                             pair_pos, row_expert);
   EPMOE_CUDA_LAUNCH_CHECK();
 }
 

@@ -131,8 +131,6 @@ int run(const Args& args, const epmoe::MpiComm& comm) {
   const double max_pairs = comm.max(static_cast<double>(stats.pairs_processed));
   const double max_gemm_rows = comm.max(static_cast<double>(stats.gemm_rows));
   const double max_buckets = comm.max(static_cast<double>(stats.gemm_buckets));
-  const double max_calls = comm.max(static_cast<double>(stats.gemm_calls));
-  const double max_stages = comm.max(static_cast<double>(stats.gemm_stages));
   const double device_gib = comm.max(static_cast<double>(stats.device_bytes)) / (1 << 30);
   const double weight_gib = comm.max(static_cast<double>(stats.weight_bytes)) / (1 << 30);
   const int Dp = padded_width(model.expert_width(), args.pad);
@@ -183,8 +181,8 @@ int run(const Args& args, const epmoe::MpiComm& comm) {
                 pairs, max_pairs, dispatch_bytes * 1e-6, combine_bytes * 1e-6, device_gib, weight_gib);
     const char* gemm_mode = std::getenv("EPMOE_CUDA_EXPERT_GEMM");
     std::printf("# expert GEMMs (EPMOE_CUDA_EXPERT_GEMM %s): at most %.0f rows computed for %.0f pairs on a rank, at "
-                "most %.0f buckets, %.0f GEMM calls per weight matrix, pipelined over %.0f groups\n",
-                gemm_mode ? gemm_mode : "unset", max_gemm_rows, max_pairs, max_buckets, max_calls, max_stages);
+                "most %.0f GEMM calls per weight matrix\n",
+                gemm_mode ? gemm_mode : "unset", max_gemm_rows, max_pairs, max_buckets);
     std::printf("%-17s %10s %12s %12s %8s\n", "phase", "time", "achieved", "ceiling", "of_ceil");
     std::printf("%-17s %10s %12s %12s %8s\n", "", "ms", "", "", "%");
     for (int p = 0; p < kPhases; ++p) {

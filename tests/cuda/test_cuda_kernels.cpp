@@ -199,31 +199,20 @@ TEST_CASE("pair scatter with padding and weighted sum equal the CPU loops", "[cu
       }
       DeviceBuffer<int> pair_pos(slots);
       std::vector<int> pos;
-      // A grouped layout (expert e's block longer than its pairs by e, blocks in reverse expert order), the compact
-      // one (blocks = counts), and the grouped one filled in three passes, one per pipeline group (group e % 3).
-      for (int variant : {0, 2, 1}) {  // compact last: the weighted sum below uses its pair_pos
-        const int extra = variant == 1 ? 0 : 1;
-        std::vector<int> base(n + 1, 0), group(n);
-        int row = 0;
-        for (int q = 0; q < n; ++q) {
-          const int e = variant == 1 ? q : n - 1 - q;
-          base[e] = row;
-          row += counts[e] + extra * e;
-          group[e] = e % 3;
-        }
-        base[n] = row;
+      // A grouped layout (expert e's block longer than its pairs by e) and the compact one (blocks = counts).
+      for (int extra : {1, 0}) {
+        std::vector<int> base(n + 1, 0);
+        for (int e = 0; e < n; ++e) base[e + 1] = base[e] + counts[e] + extra * e;
         const int layout_rows = base[n];
         auto d_base = to_device(base);
-        auto d_group = to_device(group);
         auto d_cursor = to_device(std::vector<int>(n + 1, 0));
         DeviceBuffer<bf16> x_sorted(static_cast<std::size_t>(layout_rows) * padded);
         auto d_row_expert = to_device(std::vector<int>(layout_rows, -1));
         poison(x_sorted);
         poison(pair_pos);
-        const cuda::ExpertRows layout{d_base.data(), d_cursor.data(), d_group.data()};
-        for (int pass = variant == 2 ? 0 : -1; pass < (variant == 2 ? 3 : 0); ++pass)
-          cuda::scatter_pairs(d_rows.data(), N, width, padded, d_meta.data(), K, layout, pass, x_sorted.data(),
-                              pair_pos.data(), d_row_expert.data(), nullptr);
+        cuda::scatter_pairs(d_rows.data(), N, width, padded, d_meta.data(), K,
+                            cuda::ExpertRows{d_base.data(), d_cursor.data()}, x_sorted.data(), pair_pos.data(),
+                            d_row_expert.data(), nullptr);
         const std::vector<float> xs = to_float(to_host(x_sorted, x_sorted.size()));
         pos = to_host(pair_pos, slots);
         const std::vector<int> row_expert = to_host(d_row_expert, layout_rows), cursor = to_host(d_cursor, n);
@@ -247,8 +236,7 @@ TEST_CASE("pair scatter with padding and weighted sum equal the CPU loops", "[cu
         }
         for (int r = 0; r < layout_rows; ++r) ok = ok && (owner_slot[r] == -1) == (row_expert[r] == -1);
         for (int e = 0; e < n; ++e) ok = ok && cursor[e] == counts[e];
-        INFO("width " << width << " padded " << padded << " layout "
-                      << (variant == 0 ? "grouped" : variant == 1 ? "compact" : "grouped, three passes"));
+        INFO("width " << width << " padded " << padded << (extra ? " grouped" : " compact") << " layout");
         CHECK(ok);
       }
       const int pairs = std::accumulate(counts.begin(), counts.end(), 0);

@@ -30,7 +30,6 @@ struct Outcome {
   bool deterministic = true;
   bool ranks_agree = true;  // allreduce: every rank holds rank 0's output
   std::string plan;
-  double groups = 0;  // the pipeline's groups of experts on this rank
 };
 
 Matrix<float> tokens_for(const ModelConfig& model, const ParallelConfig& parallel, const MpiComm& comm,
@@ -68,7 +67,6 @@ Outcome run_case(const ModelConfig& model, const ParallelConfig& parallel, const
 
   Outcome o;
   o.plan = gpu->plan().one_line();
-  o.groups = cuda_layer_stats(*gpu).gemm_stages;
   int same = y.storage() == y_again.storage() ? 1 : 0, all_same = 0;
   MPI_Allreduce(&same, &all_same, 1, MPI_INT, MPI_MIN, comm.handle());
   o.deterministic = all_same == 1;
@@ -123,9 +121,6 @@ TEST_CASE("CUDA layer equals the float64 reference and the CPU backend for every
           "[cuda][layer]") {
   const MpiComm comm;
   const std::uint64_t seed = fresh_seed(comm, "cuda layer");
-  // Pipeline the expert phase even at these few rows, so that every case runs it (gemm.cuh).
-  setenv("EPMOE_CUDA_PIPELINE_MIN_ROWS", "16", 1);
-  int most_groups = 0;
   for (const std::string& name : mini_preset_names()) {
     const ModelConfig model = make_preset(name);
     for (Mode mode : {Mode::AllToAll, Mode::AllReduce}) {
@@ -139,11 +134,10 @@ TEST_CASE("CUDA layer equals the float64 reference and the CPU backend for every
         setenv("EPMOE_CUDA_EXPERT_GEMM", gemm, 1);
         const Outcome o = run_case(model, parallel, comm, seed);
         unsetenv("EPMOE_CUDA_EXPERT_GEMM");
-        most_groups = std::max(most_groups, static_cast<int>(comm.max(o.groups)));
         if (comm.rank() == 0)
-          std::printf("# ranks=%d %-14s %-9s pad=%-3d placement=%-11s gemm=%-7s groups=%.0f gpu-vs-f64: %s | "
-                      "gpu-vs-cpu rel_l2=%.3g topk_differ=%ld\n",
-                      comm.size(), name.c_str(), to_string(mode), pad, to_string(parallel.placement), gemm, o.groups,
+          std::printf("# ranks=%d %-14s %-9s pad=%-3d placement=%-11s gemm=%-7s gpu-vs-f64: %s | gpu-vs-cpu "
+                      "rel_l2=%.3g topk_differ=%ld\n",
+                      comm.size(), name.c_str(), to_string(mode), pad, to_string(parallel.placement), gemm,
                       o.gpu.describe().c_str(), o.gpu_vs_cpu, o.cpu_gpu_topk_differ);
         INFO(name << " " << to_string(mode) << " pad " << pad << " gemm " << gemm << " ranks " << comm.size()
                   << ": " << o.gpu.describe() << " plan: " << o.plan);
@@ -154,16 +148,13 @@ TEST_CASE("CUDA layer equals the float64 reference and the CPU backend for every
       }
     }
   }
-  unsetenv("EPMOE_CUDA_PIPELINE_MIN_ROWS");
-  CHECK(most_groups > 1);
 }
 
-TEST_CASE("Grouped, pipelined expert GEMMs under skewed routing equal the reference and the other GEMM paths",
+TEST_CASE("Grouped expert GEMMs under skewed routing (several buckets) equal the reference and the per-expert GEMMs",
           "[cuda][layer][grouped]") {
   const MpiComm comm;
   const std::uint64_t seed = fresh_seed(comm, "grouped gemm");
   int most_buckets = 0;  // over the cases: at least one must have made several (some ranks' experts may be even)
-  int most_groups = 0;   // likewise for the pipeline's groups of experts
   // Zipf-skewed expert choice: the hot experts get hundreds of pairs each, the tail a few, so the grouped layout
   // forms several buckets (and pads); gpt-oss-mini has expert biases (the activation finds each row's expert).
   for (const std::string name : {"gpt-oss-mini", "qwen3-mini"}) {
@@ -183,59 +174,46 @@ TEST_CASE("Grouped, pipelined expert GEMMs under skewed routing equal the refere
       round_bf16(x);
       const Matrix<int> ids =
           synthetic_expert_ids(model, parse_routing_skew("zipf:1.2", "test"), T, first, seed ^ 0xB1A5ull);
-      // The default (grouped GEMMs pipelined over groups of experts) against the per-expert GEMMs and the grouped
-      // GEMMs without the pipeline.
-      constexpr int kRuns = 3;
-      const char* gemms[kRuns] = {"grouped", "streams", "grouped"};
-      const char* stages[kRuns] = {nullptr, "1", "1"};
-      Matrix<float> y[kRuns];
-      CudaLayerStats stats[kRuns];
-      for (int g = 0; g < kRuns; ++g) {
+      Matrix<float> y[2];
+      CudaLayerStats stats[2];
+      const char* gemms[2] = {"grouped", "streams"};
+      for (int g = 0; g < 2; ++g) {
         setenv("EPMOE_CUDA_EXPERT_GEMM", gemms[g], 1);
-        if (stages[g]) setenv("EPMOE_CUDA_PIPELINE_STAGES", stages[g], 1);
         CudaOptions options;
         options.max_tokens = T;
         auto gpu = make_cuda_layer(model, parallel, comm, shard, options);
         unsetenv("EPMOE_CUDA_EXPERT_GEMM");
-        unsetenv("EPMOE_CUDA_PIPELINE_STAGES");
         gpu->force_expert_ids(&ids);
         y[g] = gpu->forward(x);
         stats[g] = cuda_layer_stats(*gpu);
       }
       const Matrix<float> all_x = alltoall ? comm.gather_rows(x, 0) : x;
       const Matrix<int> all_id = alltoall ? comm.gather_rows(ids, 0) : ids;
-      double numbers[kRuns + 2] = {};  // rel_l2 against the reference (-1: failed), then against run 0
-      for (int g = 0; g < kRuns; ++g) {
+      double numbers[3] = {};
+      for (int g = 0; g < 2; ++g) {
         const Matrix<float> all_y = alltoall ? comm.gather_rows(y[g], 0) : y[g];
         if (comm.rank() == 0) {
           const VerifyReport r = verify_layer(model, full, all_x, all_y, all_id, 1e-4, true);
           numbers[g] = r.passed(kTolerance) ? r.rel_l2_error : -1.0;
         }
       }
-      MPI_Bcast(numbers, kRuns, MPI_DOUBLE, 0, comm.handle());
-      numbers[kRuns] = comm.max(rel_l2(y[0].data(), y[1].data(), y[0].size()));
-      numbers[kRuns + 1] = comm.max(rel_l2(y[0].data(), y[2].data(), y[0].size()));
+      MPI_Bcast(numbers, 2, MPI_DOUBLE, 0, comm.handle());
+      numbers[2] = comm.max(rel_l2(y[0].data(), y[1].data(), y[0].size()));
       const int buckets = static_cast<int>(comm.max(static_cast<double>(stats[0].gemm_buckets)));
-      const int groups = static_cast<int>(comm.max(static_cast<double>(stats[0].gemm_stages)));
       if (comm.rank() == 0)
-        std::printf("# ranks=%d %-12s %-9s zipf:1.2 grouped: %d buckets, %d calls in %d groups, %zu rows for %zu "
-                    "pairs, rel_l2 %.3g | streams: rel_l2 %.3g | unpipelined: rel_l2 %.3g | grouped vs streams "
-                    "%.3g, vs unpipelined %.3g\n",
-                    comm.size(), name.c_str(), to_string(mode), stats[0].gemm_buckets, stats[0].gemm_calls,
-                    stats[0].gemm_stages, stats[0].gemm_rows, stats[0].pairs_processed, numbers[0], numbers[1],
-                    numbers[2], numbers[3], numbers[4]);
+        std::printf("# ranks=%d %-12s %-9s zipf:1.2 grouped: %d buckets, %zu rows for %zu pairs, rel_l2 %.3g | "
+                    "streams: rel_l2 %.3g | grouped vs streams %.3g\n",
+                    comm.size(), name.c_str(), to_string(mode), stats[0].gemm_buckets, stats[0].gemm_rows,
+                    stats[0].pairs_processed, numbers[0], numbers[1], numbers[2]);
       INFO(name << " " << to_string(mode) << " ranks " << comm.size());
       most_buckets = std::max(most_buckets, buckets);
-      most_groups = std::max(most_groups, groups);
       CHECK(stats[0].gemm_rows >= stats[0].pairs_processed);
       CHECK(stats[1].gemm_rows == stats[1].pairs_processed);
-      CHECK(stats[2].gemm_stages <= 1);
-      for (int g = 0; g < kRuns; ++g) CHECK(numbers[g] >= 0);
-      CHECK(numbers[kRuns] <= kTolerance);
-      CHECK(numbers[kRuns + 1] <= kTolerance);
+      CHECK(numbers[0] >= 0);
+      CHECK(numbers[1] >= 0);
+      CHECK(numbers[2] <= kTolerance);
     }
   }
-  CHECK(most_groups > 1);
   CHECK(most_buckets > 1);
 }
 
