@@ -4,8 +4,9 @@
 # table last.
 #   launch/gpu-check.sh [all|tests|sanitize|bench|quick]...   (default: all)
 # Environment: BENCH_PRESETS, BENCH_TOKENS, BENCH_RANKS, BENCH_STREAMS, BENCH_GEMM (grouped streams: the
-# EPMOE_CUDA_EXPERT_GEMM values to compare), BENCH_FILL (EPMOE_CUDA_GROUP_FILL values) override the benchmark
-# matrix; TEST_RANKS the ranks of the layer tests (default 1 2 4); BUILD_DIR the build folder.
+# EPMOE_CUDA_EXPERT_GEMM values to compare), BENCH_FILL (EPMOE_CUDA_GROUP_FILL values), BENCH_ENV (settings to
+# compare, each "default" or VAR=value[,VAR=value...], e.g. "default EPMOE_CUDA_COUNT_EXCHANGE=nccl") override the
+# benchmark matrix; TEST_RANKS the ranks of the layer tests (default 1 2 4); BUILD_DIR the build folder.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 OUT=${OUT:-$PWD/gpu-check-out}
@@ -70,27 +71,33 @@ fi
 
 if has bench; then
   RANKS=${BENCH_RANKS:-$NGPU}
+  for envset in ${BENCH_ENV:-default}; do
+  extra=(); xs=(); [[ $envset != default ]] && extra=(${envset//,/ })
+  for kv in "${extra[@]}"; do xs+=(-x "${kv%%=*}"); done
   for fill in ${BENCH_FILL:-0.9}; do
   for gemm in ${BENCH_GEMM:-grouped}; do
   for streams in ${BENCH_STREAMS:-4}; do
   for preset in ${BENCH_PRESETS:-deepseek-v3 qwen3-30b-a3b gpt-oss-120b}; do
     for tokens in ${BENCH_TOKENS:-4096 128}; do
       tag="${preset}_${tokens}_np${RANKS}_s${streams}_${gemm}_f${fill}"
+      [[ $envset != default ]] && tag="${tag}_$(echo "$envset" | tr -c 'A-Za-z0-9.\n' '_')"
       log="$LOGS/bench_$tag.log"
-      EPMOE_CUDA_GEMM_STREAMS=$streams EPMOE_CUDA_EXPERT_GEMM=$gemm EPMOE_CUDA_GROUP_FILL=$fill mpi "$RANKS" \
-        -x EPMOE_CUDA_GEMM_STREAMS -x EPMOE_CUDA_EXPERT_GEMM -x EPMOE_CUDA_GROUP_FILL $BIN/epmoe_cuda_bench --preset "$preset" \
-        --tokens "$tokens" --iters 20 --warmup 5 --json "$LOGS/bench_$tag.json" >"$log" 2>&1 \
-        || note "bench $tag FAILED"
-      { echo "## $preset, $tokens tokens/rank, $RANKS ranks, EPMOE_CUDA_GEMM_STREAMS=$streams EPMOE_CUDA_EXPERT_GEMM=$gemm EPMOE_CUDA_GROUP_FILL=$fill"
+      ( (( ${#extra[@]} )) && export "${extra[@]}"
+        EPMOE_CUDA_GEMM_STREAMS=$streams EPMOE_CUDA_EXPERT_GEMM=$gemm EPMOE_CUDA_GROUP_FILL=$fill mpi "$RANKS" \
+          -x EPMOE_CUDA_GEMM_STREAMS -x EPMOE_CUDA_EXPERT_GEMM -x EPMOE_CUDA_GROUP_FILL "${xs[@]}" \
+          $BIN/epmoe_cuda_bench --preset "$preset" --tokens "$tokens" --iters 20 --warmup 5 \
+          --json "$LOGS/bench_$tag.json" >"$log" 2>&1 ) || note "bench $tag FAILED"
+      { echo "## $preset, $tokens tokens/rank, $RANKS ranks, EPMOE_CUDA_GEMM_STREAMS=$streams EPMOE_CUDA_EXPERT_GEMM=$gemm EPMOE_CUDA_GROUP_FILL=$fill ${extra[*]}"
         grep -v "^# rank [1-9]" "$log"; } >>"$OUT/bench.txt"
       cat "$LOGS/bench_$tag.json" >>"$OUT/bench.jsonl" 2>/dev/null
       field() { awk -v p="$1" -v c="$2" '$1==p{print $c}' "$log"; }
       printf '%-14s %5s tok np=%s %-11s total %6s ms | experts %6s ms %3s%% (gemms %3s%%) | dispatch %5s ms %3s%% (a2a %3s%%) | combine %5s ms %3s%% (a2a %3s%%; slowest-expert rank %3s%%, a2a %3s%%)\n' \
-        "$preset" "$tokens" "$RANKS" "$gemm/$fill" "$(field total 2)" "$(field experts 2)" "$(field experts 7)" \
+        "$preset" "$tokens" "$RANKS" "$gemm/$fill${extra:+ ${extra[*]}}" "$(field total 2)" "$(field experts 2)" "$(field experts 7)" \
         "$(field expert_gemms 7)" "$(field dispatch 2)" "$(field dispatch 7)" "$(field dispatch_a2a 7)" \
         "$(field combine 2)" "$(field combine 7)" "$(field combine_a2a 7)" "$(field combine_crit 7)" \
         "$(field combine_a2a_crit 7)" >>"$SUMMARY"
     done
+  done
   done
   done
   done

@@ -49,6 +49,13 @@ void MpiComm::alltoall(Contiguous<const int> send, Contiguous<int> recv) const {
   EPMOE_MPI_CHECK(MPI_Alltoall(send.data(), 1, MPI_INT, recv.data(), 1, MPI_INT, comm_));
 }
 
+void MpiComm::alltoall(Contiguous<const int> send, Contiguous<int> recv, int per_rank) const {
+  const std::size_t n = static_cast<std::size_t>(size_) * per_rank;
+  EPMOE_ASSERT(per_rank >= 1 && send.size() >= n && recv.size() >= n, "alltoall of ", per_rank,
+               " ints per rank over buffers of ", send.size(), " and ", recv.size());
+  EPMOE_MPI_CHECK(MPI_Alltoall(send.data(), per_rank, MPI_INT, recv.data(), per_rank, MPI_INT, comm_));
+}
+
 void MpiComm::alltoallv(Contiguous<const float> send, const std::vector<int>& send_counts, Contiguous<float> recv,
                         const std::vector<int>& recv_counts) const {
   EPMOE_ASSERT(send_counts.size() == static_cast<size_t>(size_) && recv_counts.size() == static_cast<size_t>(size_),

@@ -2,7 +2,9 @@
 
 #include <algorithm>
 #include <cstdio>
+#include <cstdlib>
 #include <numeric>
+#include <string>
 
 #include "epmoe/error.hpp"
 
@@ -11,6 +13,18 @@ namespace {
 
 // Grow-on-demand sizes keep some headroom so that routing noise between forwards does not reallocate again.
 std::size_t with_headroom(std::size_t n) { return n + n / 4 + 64; }
+
+}  // namespace
+
+CountExchange count_exchange_from_env() {
+  const char* v = std::getenv("EPMOE_CUDA_COUNT_EXCHANGE");
+  const std::string s = v ? v : "mpi";
+  if (s == "mpi") return CountExchange::Mpi;
+  if (s == "nccl") return CountExchange::Nccl;
+  EPMOE_THROW(ErrorKind::Usage, "EPMOE_CUDA_COUNT_EXCHANGE must be mpi or nccl, found '", s, "'");
+}
+
+namespace {
 
 }  // namespace
 
@@ -62,6 +76,8 @@ CudaStages::CudaStages(const ModelConfig& model, const UnpadPlan& plan, Placemen
     : model_(model),
       plan_(plan),
       nccl_(nccl),
+      comm_(comm),
+      count_exchange_(count_exchange_from_env()),
       placement_(model.num_experts, comm.size(), placement),
       rank_(comm.rank()),
       num_ranks_(comm.size()),
@@ -269,19 +285,28 @@ CudaStages::Batch CudaStages::dispatch(const Rows& xr, const Routing& routing) {
   pack_dispatch(xr.data, Din, routing.ids, routing.weights, T, K, owner_.data(), local_.data(), R, flags_.data(),
                 positions_.data(), send_rows_.data(), send_meta_.data(), pack_stream_.get());
   packed_.record(pack_stream_.get());
-  // The count exchange: the one host synchronization of the layer (sent and received counts in one copy).
-  const std::vector<std::size_t> per_rank(R, static_cast<std::size_t>(stride));
-  nccl_.alltoallv_group(std::vector<NcclComm::Exchange>{make_exchange(counts_.contiguous_const(entries),
-                                                                      counts_.contiguous(entries, entries), per_rank,
-                                                                      per_rank)},
-                        s);
-  EPMOE_CUDA_CHECK(cudaMemcpyAsync(counts_host_.data(), counts_send, 2 * entries * sizeof(int),
-                                   cudaMemcpyDeviceToHost, s));
+  // The count exchange: the one host synchronization of the layer. Over MPI (the default): the sent counts come
+  // to the host and the ranks swap them there, a few microseconds where an NCCL all-to-all of a few hundred bytes
+  // and its copy back take tens (EPMOE_CUDA_COUNT_EXCHANGE=nccl keeps that path for comparison).
+  int* host_sent = counts_host_.data();
+  int* host_got = counts_host_.data() + entries;
+  if (count_exchange_ == CountExchange::Nccl) {
+    const std::vector<std::size_t> per_rank(R, static_cast<std::size_t>(stride));
+    nccl_.alltoallv_group(std::vector<NcclComm::Exchange>{make_exchange(counts_.contiguous_const(entries),
+                                                                        counts_.contiguous(entries, entries),
+                                                                        per_rank, per_rank)},
+                          s);
+  }
+  const std::size_t copied = count_exchange_ == CountExchange::Nccl ? 2 * entries : entries;
+  EPMOE_CUDA_CHECK(cudaMemcpyAsync(host_sent, counts_send, copied * sizeof(int), cudaMemcpyDeviceToHost, s));
   counts_ready_.record(s);
   EPMOE_CUDA_CHECK(cudaStreamWaitEvent(s, packed_.get(), 0));
   EPMOE_CUDA_CHECK(cudaEventSynchronize(counts_ready_.get()));
-  const int* sent = counts_host_.data();
-  const int* got = counts_host_.data() + entries;
+  if (count_exchange_ == CountExchange::Mpi)
+    comm_.alltoall(Contiguous<const int>::from_contiguous_storage(host_sent, entries),
+                   Contiguous<int>::from_contiguous_storage(host_got, entries), stride);
+  const int* sent = host_sent;
+  const int* got = host_got;
 
   Batch b;
   b.home_tokens = T;

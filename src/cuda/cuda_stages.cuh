@@ -62,6 +62,11 @@ class PhaseClock {
   int used_ = 0;
 };
 
+// How the dispatch's count exchange runs (EPMOE_CUDA_COUNT_EXCHANGE = mpi | nccl; default mpi): the sent counts
+// to the host and MPI_Alltoall there, or an NCCL all-to-all on the device and both counts to the host.
+enum class CountExchange { Mpi, Nccl };
+CountExchange count_exchange_from_env();
+
 class CudaStages {
  public:
   using Rows = DeviceRows;
@@ -114,6 +119,8 @@ class CudaStages {
   const ModelConfig& model_;
   const UnpadPlan& plan_;
   const NcclComm& nccl_;
+  MpiComm comm_;  // the count exchange (a copy of the handle: the communicator outlives the layer)
+  CountExchange count_exchange_;
   ExpertPlacement placement_;
   int rank_, num_ranks_, max_local_;
   DeviceWeights weights_;
@@ -140,7 +147,7 @@ class CudaStages {
   // Dispatch and experts workspaces (grow with the traffic).
   DeviceBuffer<bf16> send_rows_, recv_rows_, partial_, back_;
   DeviceBuffer<int> send_meta_, recv_meta_;
-  DeviceBuffer<int> counts_;  // [2, R, 1 + max_local]: sent, then received counts (one copy to the host)
+  DeviceBuffer<int> counts_;  // [2, R, 1 + max_local]: sent, then (NCCL count exchange) received counts
   DeviceBuffer<int> local_counts_;
   PinnedBuffer<int> counts_host_;
   DeviceBuffer<int> pair_pos_;    // [N, K]: the GEMM row of each received pair (-1: unused slot)
