@@ -16,20 +16,6 @@ std::size_t with_headroom(std::size_t n) { return n + n / 4 + 64; }
 
 }  // namespace
 
-int layer_stream_priority() {
-  static const int priority = [] {
-    const char* v = std::getenv("EPMOE_CUDA_SHARED_PRIORITY");
-    const std::string s = v ? v : "low";
-    EPMOE_REQUIRE(s == "low" || s == "equal", ErrorKind::Usage,
-                  "EPMOE_CUDA_SHARED_PRIORITY must be low or equal, found '", s, "'");
-    if (s == "equal") return 0;
-    int least = 0, greatest = 0;
-    EPMOE_CUDA_CHECK(cudaDeviceGetStreamPriorityRange(&least, &greatest));
-    return greatest;
-  }();
-  return priority;
-}
-
 CountExchange count_exchange_from_env() {
   const char* v = std::getenv("EPMOE_CUDA_COUNT_EXCHANGE");
   const std::string s = v ? v : "mpi";
@@ -97,8 +83,6 @@ CudaStages::CudaStages(const ModelConfig& model, const UnpadPlan& plan, Placemen
       num_ranks_(comm.size()),
       max_local_(placement_.max_experts_per_rank()),
       weights_(std::move(weights)),
-      stream_(layer_stream_priority()),
-      pack_stream_(layer_stream_priority()),
       clock_(times),
       act_{model.activation, model.swiglu_alpha, model.swiglu_limit} {
   EPMOE_ASSERT(weights_.num_local == static_cast<int>(placement_.experts_of(rank_).size()),

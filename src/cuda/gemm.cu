@@ -65,7 +65,7 @@ ExpertGemm::ExpertGemm(cublasHandle_t main_handle, cudaStream_t stream, int max_
   const int lanes = gemm_streams_from_env();
   if (lanes > 1) {
     for (int i = 0; i < lanes; ++i) {
-      streams_.push_back(std::make_unique<Stream>(layer_stream_priority()));
+      streams_.push_back(std::make_unique<Stream>());
       handles_.push_back(std::make_unique<CublasHandle>());
       EPMOE_CUBLAS_CHECK(cublasSetStream(handles_.back()->get(), streams_.back()->get()));
       joins_.push_back(std::make_unique<Event>(false));

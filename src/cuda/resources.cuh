@@ -107,10 +107,6 @@ class PinnedBuffer {
 class Stream {
  public:
   Stream() { EPMOE_CUDA_CHECK(cudaStreamCreateWithFlags(&stream_, cudaStreamNonBlocking)); }
-  // A stream of the given priority (lower numbers run first: see layer_stream_priority()).
-  explicit Stream(int priority) {
-    EPMOE_CUDA_CHECK(cudaStreamCreateWithPriority(&stream_, cudaStreamNonBlocking, priority));
-  }
   ~Stream() {
     if (stream_) cudaStreamDestroy(stream_);
   }
@@ -122,12 +118,6 @@ class Stream {
  private:
   cudaStream_t stream_ = nullptr;
 };
-
-// The priority of the layer's critical-path streams (the main stream, the dispatch's pack, the expert GEMMs' side
-// streams): the device's greatest, so that the scheduler starts their blocks (and NCCL's) before those of the shared
-// expert, which runs beside them on a default-priority stream with time to spare. EPMOE_CUDA_SHARED_PRIORITY=equal
-// gives every stream the default priority. Read once (cuda_stages.cu).
-int layer_stream_priority();
 
 class Event {
  public:
