@@ -53,6 +53,12 @@ void run_collectively(const MpiComm& comm, const std::function<void()>& step);
 // True for an error that run_collectively raised on every rank.
 bool is_agreed_error(const std::exception& e);
 
+// The whole life of an MPI program: MPI_Init, the rank in error messages, `body` on MPI_COMM_WORLD, MPI_Finalize;
+// returns the exit code. Errors raised identically on every rank (usage errors, agreed ones) are printed once, by
+// rank 0, as "<program>: error: ..." and end the program cleanly with their exit code; any other error is printed
+// by its rank and aborts the job, since peers may be waiting in a collective.
+int run_mpi_program(int argc, char** argv, const char* program, const std::function<int(const MpiComm&)>& body);
+
 // Turns a failed MPI call into an epmoe::Error with the call, file:line and MPI's message.
 void check_mpi(int code, const char* call, const char* file, int line);
 #define EPMOE_MPI_CHECK(call) ::epmoe::check_mpi((call), #call, __FILE__, __LINE__)

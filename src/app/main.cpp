@@ -1,12 +1,11 @@
 // epmoe: expert-parallel MoE layers over MPI (and NCCL on GPUs). Dispatches to the subcommands.
-#include <mpi.h>
-
 #include <cstdio>
 #include <cstdlib>
 #include <iostream>
 #include <map>
 
 #include "commands.hpp"
+#include "epmoe/comm.hpp"
 #include "epmoe/error.hpp"
 
 namespace {
@@ -40,13 +39,7 @@ void check_slurm_world(int world_size) {
 }  // namespace
 
 int main(int argc, char** argv) {
-  MPI_Init(&argc, &argv);
-  int rank = 0;
-  MPI_Comm_rank(MPI_COMM_WORLD, &rank);
-  epmoe::set_error_rank(rank);
-  int code = 0;
-  try {
-    const epmoe::MpiComm comm(MPI_COMM_WORLD);
+  return epmoe::run_mpi_program(argc, argv, "epmoe", [&](const epmoe::MpiComm& comm) {
     check_slurm_world(comm.size());
     std::vector<std::string> args(argv + 1, argv + argc);
     const std::map<std::string, int (*)(const epmoe::app::Args&, const epmoe::MpiComm&)> commands = {
@@ -58,27 +51,12 @@ int main(int argc, char** argv) {
         {"convert", epmoe::app::cmd_convert},
     };
     if (args.empty() || args[0] == "--help" || args[0] == "-h" || args[0] == "help") {
-      if (rank == 0) std::cout << kUsage;
-      code = args.empty() ? 2 : 0;
-    } else {
-      auto it = commands.find(args[0]);
-      EPMOE_REQUIRE(it != commands.end(), epmoe::ErrorKind::Usage, "unknown command '", args[0],
-                    "'; commands: run, bench, plan, make-checkpoint, inspect, convert (see 'epmoe --help')");
-      code = it->second(epmoe::app::Args(args.begin() + 1, args.end()), comm);
+      if (comm.rank() == 0) std::cout << kUsage;
+      return args.empty() ? 2 : 0;
     }
-  } catch (const epmoe::Error& e) {
-    // Errors raised identically on every rank (flags, agreed checks) are printed once and end cleanly; any
-    // other error may leave peers inside a collective, so it is printed by its rank and the job is aborted.
-    const bool agreed = e.kind() == epmoe::ErrorKind::Usage || epmoe::is_agreed_error(e);
-    if (!agreed || rank == 0) std::fprintf(stderr, "epmoe: error: %s\n", e.what());
-    std::fflush(stderr);
-    if (!agreed) MPI_Abort(MPI_COMM_WORLD, e.exit_code());
-    code = e.exit_code();
-  } catch (const std::exception& e) {
-    std::fprintf(stderr, "epmoe: error: [rank %d] %s\n", rank, e.what());
-    std::fflush(stderr);
-    MPI_Abort(MPI_COMM_WORLD, 1);
-  }
-  MPI_Finalize();
-  return code;
+    auto it = commands.find(args[0]);
+    EPMOE_REQUIRE(it != commands.end(), epmoe::ErrorKind::Usage, "unknown command '", args[0],
+                  "'; commands: run, bench, plan, make-checkpoint, inspect, convert (see 'epmoe --help')");
+    return it->second(epmoe::app::Args(args.begin() + 1, args.end()), comm);
+  });
 }

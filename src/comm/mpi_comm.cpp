@@ -1,3 +1,4 @@
+#include <cstdio>
 #include <cstring>
 #include <numeric>
 
@@ -151,5 +152,28 @@ void run_collectively(const MpiComm& comm, const std::function<void()>& step) {
 }
 
 bool is_agreed_error(const std::exception& e) { return dynamic_cast<const AgreedError*>(&e) != nullptr; }
+
+int run_mpi_program(int argc, char** argv, const char* program, const std::function<int(const MpiComm&)>& body) {
+  MPI_Init(&argc, &argv);
+  int rank = 0;
+  MPI_Comm_rank(MPI_COMM_WORLD, &rank);
+  set_error_rank(rank);
+  int code = 0;
+  try {
+    code = body(MpiComm(MPI_COMM_WORLD));
+  } catch (const Error& e) {
+    const bool agreed = e.kind() == ErrorKind::Usage || is_agreed_error(e);
+    if (!agreed || rank == 0) std::fprintf(stderr, "%s: error: %s\n", program, e.what());
+    std::fflush(stderr);
+    if (!agreed) MPI_Abort(MPI_COMM_WORLD, e.exit_code());
+    code = e.exit_code();
+  } catch (const std::exception& e) {
+    std::fprintf(stderr, "%s: error: [rank %d] %s\n", program, rank, e.what());
+    std::fflush(stderr);
+    MPI_Abort(MPI_COMM_WORLD, 1);
+  }
+  MPI_Finalize();
+  return code;
+}
 
 }  // namespace epmoe

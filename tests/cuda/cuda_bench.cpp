@@ -232,26 +232,12 @@ int run(const Args& args, const epmoe::MpiComm& comm) {
 }  // namespace
 
 int main(int argc, char** argv) {
-  MPI_Init(&argc, &argv);
-  int rank = 0;
-  MPI_Comm_rank(MPI_COMM_WORLD, &rank);
-  epmoe::set_error_rank(rank);
-  const char* why = epmoe::testing::gpu_skip_reason();
-  int skip = why != nullptr, any = 0;
-  MPI_Allreduce(&skip, &any, 1, MPI_INT, MPI_MAX, MPI_COMM_WORLD);
-  if (any) {
-    if (rank == 0) std::printf("# epmoe_cuda_bench: skipped: %s\n", why ? why : "another rank has no GPU");
-    MPI_Finalize();
-    return 77;
-  }
-  int code = 0;
-  try {
-    const epmoe::MpiComm comm;
-    code = run(parse(argc, argv), comm);
-  } catch (const std::exception& e) {
-    std::fprintf(stderr, "epmoe_cuda_bench: rank %d: %s\n", rank, e.what());
-    MPI_Abort(MPI_COMM_WORLD, 1);
-  }
-  MPI_Finalize();
-  return code;
+  return epmoe::run_mpi_program(argc, argv, "epmoe_cuda_bench", [&](const epmoe::MpiComm& comm) {
+    const char* why = epmoe::testing::gpu_skip_reason();
+    if (comm.max(why != nullptr ? 1.0 : 0.0) > 0) {
+      if (comm.rank() == 0) std::printf("# epmoe_cuda_bench: skipped: %s\n", why ? why : "another rank has no GPU");
+      return 77;
+    }
+    return run(parse(argc, argv), comm);
+  });
 }
