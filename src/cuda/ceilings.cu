@@ -46,10 +46,10 @@ CudaCeilings measure_cuda_ceilings(const ModelConfig& model, const ParallelConfi
     cuda::DeviceBuffer<cuda::bf16> x(static_cast<std::size_t>(rows) * Dp), w13(static_cast<std::size_t>(R13) * Dp),
         h(static_cast<std::size_t>(rows) * R13), a(static_cast<std::size_t>(rows) * I),
         w2(static_cast<std::size_t>(Dp) * I), y(static_cast<std::size_t>(rows) * Dp);
-    cuda::fill_counter_uniform_bf16(x.data(), rows, Dp, Dp, 7, 1, 0, 1.0f, stream.get());
-    cuda::fill_counter_uniform_bf16(w13.data(), R13, Dp, Dp, 7, 2, 0, 0.02f, stream.get());
-    cuda::fill_counter_uniform_bf16(a.data(), rows, I, I, 7, 3, 0, 1.0f, stream.get());
-    cuda::fill_counter_uniform_bf16(w2.data(), Dp, I, I, 7, 4, 0, 0.02f, stream.get());
+    cuda::fill_counter_uniform(x.data(), rows, Dp, Dp, 7, 1, 0, 1.0f, stream.get());
+    cuda::fill_counter_uniform(w13.data(), R13, Dp, Dp, 7, 2, 0, 0.02f, stream.get());
+    cuda::fill_counter_uniform(a.data(), rows, I, I, 7, 3, 0, 1.0f, stream.get());
+    cuda::fill_counter_uniform(w2.data(), Dp, I, I, 7, 4, 0, 0.02f, stream.get());
     c.gemm_flops = 2.0 * rows * (static_cast<double>(R13) * Dp + static_cast<double>(Dp) * I);
     c.gemm_seconds = median_seconds(stream.get(), repeats, [&] {
       cuda::linear_bf16(cublas.get(), rows, R13, Dp, x.data(), Dp, w13.data(), Dp, h.data(), R13);
@@ -66,8 +66,8 @@ CudaCeilings measure_cuda_ceilings(const ModelConfig& model, const ParallelConfi
     const std::size_t per_rank =
         std::max<std::size_t>(1, (alltoall_bytes_per_rank / sizeof(cuda::bf16) / R + kAlign - 1) / kAlign) * kAlign;
     cuda::DeviceBuffer<cuda::bf16> send(per_rank * R), recv(per_rank * R);
-    cuda::fill_counter_uniform_bf16(send.data(), 1, static_cast<int>(per_rank * R), per_rank * R, 7, 5, comm.rank(),
-                                    1.0f, stream.get());
+    cuda::fill_counter_uniform(send.data(), 1, static_cast<int>(per_rank * R), per_rank * R, 7, 5, comm.rank(),
+                               1.0f, stream.get());
     comm.barrier();
     c.alltoall_bytes = static_cast<double>(per_rank * R * sizeof(cuda::bf16));
     c.alltoall_seconds = median_seconds(stream.get(), repeats, [&] {

@@ -94,14 +94,14 @@ DeviceWeights generate_weights(const ModelConfig& c, const UnpadPlan& plan, int 
   DeviceWeights w;
   w.num_local = n;
   w.router_weight = DeviceBuffer<float>(static_cast<std::size_t>(E) * D, "router_weight");
-  fill_counter_uniform_f32(w.router_weight.data(), E, D, D, seed, key(kRouterWeight), 0, 2.0f * fan_in_scale(D), stream);
+  fill_counter_uniform(w.router_weight.data(), E, D, D, seed, key(kRouterWeight), 0, 2.0f * fan_in_scale(D), stream);
   if (c.has_router_bias) {
     w.router_bias = DeviceBuffer<float>(E, "router_bias");
-    fill_counter_uniform_f32(w.router_bias.data(), 1, E, E, seed, key(kRouterBias), 0, 0.5f, stream);
+    fill_counter_uniform(w.router_bias.data(), 1, E, E, seed, key(kRouterBias), 0, 0.5f, stream);
   }
   if (c.has_correction_bias) {
     w.correction_bias = DeviceBuffer<float>(E, "correction_bias");
-    fill_counter_uniform_f32(w.correction_bias.data(), 1, E, E, seed, key(kCorrectionBias), 0, 0.1f, stream);
+    fill_counter_uniform(w.correction_bias.data(), 1, E, E, seed, key(kCorrectionBias), 0, 0.1f, stream);
   }
   w.w13 = DeviceBuffer<bf16>(static_cast<std::size_t>(n) * R13 * Dp, "w13");
   w.w2 = DeviceBuffer<bf16>(static_cast<std::size_t>(n) * Dp * I, "w2");
@@ -114,15 +114,15 @@ DeviceWeights generate_weights(const ModelConfig& c, const UnpadPlan& plan, int 
   }
   for (int j = 0; j < n; ++j) {
     const std::uint64_t e = static_cast<std::uint64_t>(expert_ids[j]);
-    fill_counter_uniform_bf16(w.w13.data() + static_cast<std::size_t>(j) * R13 * Dp, R13, Din, Dp, seed, key(kW13), e,
-                              fan_in_scale(Din), stream);
-    fill_counter_uniform_bf16(w.w2.data() + static_cast<std::size_t>(j) * Dp * I, Din, I, I, seed, key(kW2), e,
-                              fan_in_scale(I), stream);
+    fill_counter_uniform(w.w13.data() + static_cast<std::size_t>(j) * R13 * Dp, R13, Din, Dp, seed, key(kW13), e,
+                         fan_in_scale(Din), stream);
+    fill_counter_uniform(w.w2.data() + static_cast<std::size_t>(j) * Dp * I, Din, I, I, seed, key(kW2), e,
+                         fan_in_scale(I), stream);
     if (c.has_expert_bias) {
-      fill_counter_uniform_f32(w.b13.data() + static_cast<std::size_t>(j) * R13, 1, R13, R13, seed, key(kB13), e,
-                               0.5f * fan_in_scale(Din), stream);
-      fill_counter_uniform_f32(w.b2.data() + static_cast<std::size_t>(j) * Dp, 1, Din, Din, seed, key(kB2), e,
-                               0.5f * fan_in_scale(I), stream);
+      fill_counter_uniform(w.b13.data() + static_cast<std::size_t>(j) * R13, 1, R13, R13, seed, key(kB13), e,
+                           0.5f * fan_in_scale(Din), stream);
+      fill_counter_uniform(w.b2.data() + static_cast<std::size_t>(j) * Dp, 1, Din, Din, seed, key(kB2), e,
+                           0.5f * fan_in_scale(I), stream);
     }
   }
   if (c.has_shared()) {
@@ -133,8 +133,8 @@ DeviceWeights generate_weights(const ModelConfig& c, const UnpadPlan& plan, int 
     // Generate the whole shared expert, then keep this rank's slice (rows of w13, columns of w2).
     DeviceBuffer<bf16> full13(static_cast<std::size_t>(parts) * Is * D, "shared_w13 (full)");
     DeviceBuffer<bf16> full2(static_cast<std::size_t>(D) * Is, "shared_w2 (full)");
-    fill_counter_uniform_bf16(full13.data(), parts * Is, D, D, seed, key(kSharedW13), 0, fan_in_scale(D), stream);
-    fill_counter_uniform_bf16(full2.data(), D, Is, Is, seed, key(kSharedW2), 0, fan_in_scale(Is), stream);
+    fill_counter_uniform(full13.data(), parts * Is, D, D, seed, key(kSharedW13), 0, fan_in_scale(D), stream);
+    fill_counter_uniform(full2.data(), D, Is, Is, seed, key(kSharedW2), 0, fan_in_scale(Is), stream);
     w.shared_w13 = DeviceBuffer<bf16>(static_cast<std::size_t>(parts) * inter * D, "shared_w13");
     w.shared_w2 = DeviceBuffer<bf16>(static_cast<std::size_t>(D) * inter, "shared_w2");
     for (int p = 0; p < parts; ++p)
@@ -150,8 +150,8 @@ DeviceWeights generate_weights(const ModelConfig& c, const UnpadPlan& plan, int 
     const int L = c.latent_size;
     w.latent_down = DeviceBuffer<bf16>(static_cast<std::size_t>(L) * D, "latent_down");
     w.latent_up = DeviceBuffer<bf16>(static_cast<std::size_t>(D) * L, "latent_up");
-    fill_counter_uniform_bf16(w.latent_down.data(), L, D, D, seed, key(kLatentDown), 0, fan_in_scale(D), stream);
-    fill_counter_uniform_bf16(w.latent_up.data(), D, L, L, seed, key(kLatentUp), 0, fan_in_scale(L), stream);
+    fill_counter_uniform(w.latent_down.data(), L, D, D, seed, key(kLatentDown), 0, fan_in_scale(D), stream);
+    fill_counter_uniform(w.latent_up.data(), D, L, L, seed, key(kLatentUp), 0, fan_in_scale(L), stream);
   }
   EPMOE_CUDA_CHECK(cudaStreamSynchronize(stream));
   return w;

@@ -8,24 +8,27 @@
 
 namespace epmoe::cuda {
 
+namespace {
 // Row-major out[M, N] = x[M, K] w[N, K]^T is column-major out^T[N, M] = w^T ... which cuBLAS computes as
 // C(n x m) = op(A = w, transposed) (n x k) . op(B = x) (k x m).
-void linear_bf16(cublasHandle_t handle, int m, int n, int k, const bf16* x, int ldx, const bf16* w, int ldw,
-                 bf16* out, int ldo) {
+template <class T>
+void linear(cublasHandle_t handle, int m, int n, int k, const T* x, int ldx, const T* w, int ldw, T* out, int ldo,
+            cudaDataType_t type, cublasComputeType_t compute) {
   if (m == 0 || n == 0) return;
   const float alpha = 1.0f, beta = 0.0f;
-  EPMOE_CUBLAS_CHECK(cublasGemmEx(handle, CUBLAS_OP_T, CUBLAS_OP_N, n, m, k, &alpha, w, CUDA_R_16BF, ldw, x,
-                                  CUDA_R_16BF, ldx, &beta, out, CUDA_R_16BF, ldo, CUBLAS_COMPUTE_32F,
-                                  CUBLAS_GEMM_DEFAULT));
+  EPMOE_CUBLAS_CHECK(cublasGemmEx(handle, CUBLAS_OP_T, CUBLAS_OP_N, n, m, k, &alpha, w, type, ldw, x, type, ldx, &beta,
+                                  out, type, ldo, compute, CUBLAS_GEMM_DEFAULT));
+}
+}  // namespace
+
+void linear_bf16(cublasHandle_t handle, int m, int n, int k, const bf16* x, int ldx, const bf16* w, int ldw,
+                 bf16* out, int ldo) {
+  linear(handle, m, n, k, x, ldx, w, ldw, out, ldo, CUDA_R_16BF, CUBLAS_COMPUTE_32F);
 }
 
 void linear_f32(cublasHandle_t handle, int m, int n, int k, const float* x, int ldx, const float* w, int ldw,
                 float* out, int ldo) {
-  if (m == 0 || n == 0) return;
-  const float alpha = 1.0f, beta = 0.0f;
-  EPMOE_CUBLAS_CHECK(cublasGemmEx(handle, CUBLAS_OP_T, CUBLAS_OP_N, n, m, k, &alpha, w, CUDA_R_32F, ldw, x,
-                                  CUDA_R_32F, ldx, &beta, out, CUDA_R_32F, ldo, CUBLAS_COMPUTE_32F_PEDANTIC,
-                                  CUBLAS_GEMM_DEFAULT));
+  linear(handle, m, n, k, x, ldx, w, ldw, out, ldo, CUDA_R_32F, CUBLAS_COMPUTE_32F_PEDANTIC);
 }
 
 int gemm_streams_from_env() {

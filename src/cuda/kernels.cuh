@@ -100,9 +100,8 @@ void combine_sum(const bf16* back, int width, const int* flags, const int* posit
 
 // ---- synthetic weights (reference: generate_layer_weights in src/core/weights.cpp) ----
 // dst[r * ld + c] = scale * counter_uniform(seed, a, b, r * cols + c) for r < rows, c < cols (others untouched).
-void fill_counter_uniform_bf16(bf16* dst, int rows, int cols, std::size_t ld, std::uint64_t seed, std::uint64_t a,
-                               std::uint64_t b, float scale, cudaStream_t stream);
-void fill_counter_uniform_f32(float* dst, int rows, int cols, std::size_t ld, std::uint64_t seed, std::uint64_t a,
-                              std::uint64_t b, float scale, cudaStream_t stream);
+template <class T>  // bf16 or float
+void fill_counter_uniform(T* dst, int rows, int cols, std::size_t ld, std::uint64_t seed, std::uint64_t a,
+                          std::uint64_t b, float scale, cudaStream_t stream);
 
 }  // namespace epmoe::cuda

@@ -461,19 +461,17 @@ void combine_sum(const bf16* back, int width, const int* flags, const int* posit
   EPMOE_CUDA_LAUNCH_CHECK();
 }
 
-void fill_counter_uniform_bf16(bf16* dst, int rows, int cols, std::size_t ld, std::uint64_t seed, std::uint64_t a,
-                               std::uint64_t b, float scale, cudaStream_t stream) {
+template <class T>
+void fill_counter_uniform(T* dst, int rows, int cols, std::size_t ld, std::uint64_t seed, std::uint64_t a,
+                          std::uint64_t b, float scale, cudaStream_t stream) {
   const std::size_t n = static_cast<std::size_t>(rows) * cols;
   if (!n) return;
-  fill_counter_uniform_kernel<bf16><<<grid_for(n), kThreads, 0, stream>>>(dst, rows, cols, ld, seed, a, b, scale);
+  fill_counter_uniform_kernel<T><<<grid_for(n), kThreads, 0, stream>>>(dst, rows, cols, ld, seed, a, b, scale);
   EPMOE_CUDA_LAUNCH_CHECK();
 }
-void fill_counter_uniform_f32(float* dst, int rows, int cols, std::size_t ld, std::uint64_t seed, std::uint64_t a,
-                              std::uint64_t b, float scale, cudaStream_t stream) {
-  const std::size_t n = static_cast<std::size_t>(rows) * cols;
-  if (!n) return;
-  fill_counter_uniform_kernel<float><<<grid_for(n), kThreads, 0, stream>>>(dst, rows, cols, ld, seed, a, b, scale);
-  EPMOE_CUDA_LAUNCH_CHECK();
-}
+template void fill_counter_uniform<bf16>(bf16*, int, int, std::size_t, std::uint64_t, std::uint64_t, std::uint64_t,
+                                         float, cudaStream_t);
+template void fill_counter_uniform<float>(float*, int, int, std::size_t, std::uint64_t, std::uint64_t, std::uint64_t,
+                                          float, cudaStream_t);
 
 }  // namespace epmoe::cuda

@@ -374,8 +374,8 @@ TEST_CASE("the device counter generator equals the host one bit for bit", "[cuda
   DeviceBuffer<float> f(static_cast<std::size_t>(rows) * ld);
   poison(d);
   poison(f);
-  cuda::fill_counter_uniform_bf16(d.data(), rows, cols, ld, seed, 0x104, 17, 0.123f, nullptr);
-  cuda::fill_counter_uniform_f32(f.data(), rows, cols, ld, seed, 0x104, 17, 0.123f, nullptr);
+  cuda::fill_counter_uniform(d.data(), rows, cols, ld, seed, 0x104, 17, 0.123f, nullptr);
+  cuda::fill_counter_uniform(f.data(), rows, cols, ld, seed, 0x104, 17, 0.123f, nullptr);
   const std::vector<float> got = to_float(to_host(d, d.size()));
   const std::vector<float> got_f = to_host(f, f.size());
   bool ok = true;
