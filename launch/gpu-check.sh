@@ -71,7 +71,9 @@ fi
 
 if has bench; then
   RANKS=${BENCH_RANKS:-$NGPU}
+  ei=0
   for envset in ${BENCH_ENV:-default}; do
+  ei=$((ei + 1))  # the setting's place in BENCH_ENV: repeats of one setting keep their own logs
   extra=(); xs=(); [[ $envset != default ]] && extra=(${envset//,/ })
   for kv in "${extra[@]}"; do xs+=(-x "${kv%%=*}"); done
   for fill in ${BENCH_FILL:-0.9}; do
@@ -81,6 +83,7 @@ if has bench; then
     for tokens in ${BENCH_TOKENS:-4096 128}; do
       tag="${preset}_${tokens}_np${RANKS}_s${streams}_${gemm}_f${fill}"
       [[ $envset != default ]] && tag="${tag}_$(echo "$envset" | tr -c 'A-Za-z0-9.\n' '_')"
+      (( ei > 1 )) && tag="${tag}_e$ei"
       log="$LOGS/bench_$tag.log"
       ( (( ${#extra[@]} )) && export "${extra[@]}"
         EPMOE_CUDA_GEMM_STREAMS=$streams EPMOE_CUDA_EXPERT_GEMM=$gemm EPMOE_CUDA_GROUP_FILL=$fill mpi "$RANKS" \
