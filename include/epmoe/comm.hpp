@@ -20,10 +20,9 @@ class MpiComm {
   int size() const { return size_; }
   MPI_Comm handle() const { return comm_; }
 
-  // recv[r] = what rank r put in send[this rank]; one int per rank.
-  void alltoall(Contiguous<const int> send, Contiguous<int> recv) const;
-  // The same with `per_rank` ints per rank: recv[r * per_rank, +per_rank) = rank r's send[this rank * per_rank, ...).
-  void alltoall(Contiguous<const int> send, Contiguous<int> recv, int per_rank) const;
+  // `per_rank` ints to and from each rank: recv[r * per_rank, +per_rank) = what rank r put in
+  // send[this rank * per_rank, +per_rank).
+  void alltoall(Contiguous<const int> send, Contiguous<int> recv, int per_rank = 1) const;
   // send_counts[r] elements go to rank r (consecutive in `send`, rank order); recv likewise.
   void alltoallv(Contiguous<const float> send, const std::vector<int>& send_counts, Contiguous<float> recv,
                  const std::vector<int>& recv_counts) const;

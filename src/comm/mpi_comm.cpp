@@ -44,12 +44,6 @@ MpiComm::MpiComm(MPI_Comm comm) : comm_(comm) {
   EPMOE_MPI_CHECK(MPI_Comm_size(comm_, &size_));
 }
 
-void MpiComm::alltoall(Contiguous<const int> send, Contiguous<int> recv) const {
-  EPMOE_ASSERT(send.size() == static_cast<size_t>(size_) && recv.size() == static_cast<size_t>(size_),
-               "alltoall takes one int per rank");
-  EPMOE_MPI_CHECK(MPI_Alltoall(send.data(), 1, MPI_INT, recv.data(), 1, MPI_INT, comm_));
-}
-
 void MpiComm::alltoall(Contiguous<const int> send, Contiguous<int> recv, int per_rank) const {
   const std::size_t n = static_cast<std::size_t>(size_) * per_rank;
   EPMOE_ASSERT(per_rank >= 1 && send.size() >= n && recv.size() >= n, "alltoall of ", per_rank,
