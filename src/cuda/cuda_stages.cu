@@ -2,10 +2,9 @@
 
 #include <algorithm>
 #include <cstdio>
-#include <cstdlib>
 #include <numeric>
-#include <string>
 
+#include "env.cuh"
 #include "epmoe/error.hpp"
 
 namespace epmoe::cuda {
@@ -17,11 +16,7 @@ std::size_t with_headroom(std::size_t n) { return n + n / 4 + 64; }
 }  // namespace
 
 CountExchange count_exchange_from_env() {
-  const char* v = std::getenv("EPMOE_CUDA_COUNT_EXCHANGE");
-  const std::string s = v ? v : "mpi";
-  if (s == "mpi") return CountExchange::Mpi;
-  if (s == "nccl") return CountExchange::Nccl;
-  EPMOE_THROW(ErrorKind::Usage, "EPMOE_CUDA_COUNT_EXCHANGE must be mpi or nccl, found '", s, "'");
+  return env_choice("EPMOE_CUDA_COUNT_EXCHANGE", {"mpi", "nccl"}) == 0 ? CountExchange::Mpi : CountExchange::Nccl;
 }
 
 PhaseClock::PhaseClock(PhaseTimes& times) : times_(times) {
@@ -75,15 +70,13 @@ CudaStages::CudaStages(const ModelConfig& model, const UnpadPlan& plan, Placemen
       comm_(comm),
       count_exchange_(count_exchange_from_env()),
       placement_(model.num_experts, comm.size(), placement),
-      rank_(comm.rank()),
-      num_ranks_(comm.size()),
       max_local_(placement_.max_experts_per_rank()),
       weights_(std::move(weights)),
       clock_(times),
       act_{model.activation, model.swiglu_alpha, model.swiglu_limit} {
-  EPMOE_ASSERT(weights_.num_local == static_cast<int>(placement_.experts_of(rank_).size()),
+  EPMOE_ASSERT(weights_.num_local == static_cast<int>(placement_.experts_of(comm_.rank()).size()),
                "device weights hold ", weights_.num_local, " experts, placement gives this rank ",
-               placement_.experts_of(rank_).size());
+               placement_.experts_of(comm_.rank()).size());
   EPMOE_REQUIRE(model.top_k <= 32, ErrorKind::Config, "the CUDA backend supports top_k <= 32 (model has ",
                 model.top_k, ")");
   EPMOE_CUBLAS_CHECK(cublasSetStream(cublas_.get(), stream_.get()));
@@ -98,7 +91,7 @@ CudaStages::CudaStages(const ModelConfig& model, const UnpadPlan& plan, Placemen
   local_ = DeviceBuffer<int>(local.size(), "expert_local");
   EPMOE_CUDA_CHECK(cudaMemcpy(owner_.data(), owner.data(), owner.size() * sizeof(int), cudaMemcpyHostToDevice));
   EPMOE_CUDA_CHECK(cudaMemcpy(local_.data(), local.data(), local.size() * sizeof(int), cudaMemcpyHostToDevice));
-  const std::size_t count_entries = static_cast<std::size_t>(num_ranks_) * (1 + max_local_);
+  const std::size_t count_entries = static_cast<std::size_t>(comm_.size()) * (1 + max_local_);
   counts_ = DeviceBuffer<int>(2 * count_entries, "counts");
   local_counts_ = DeviceBuffer<int>(std::max(1, max_local_), "local_counts");
   counts_host_.reserve(2 * count_entries);
@@ -108,11 +101,11 @@ CudaStages::CudaStages(const ModelConfig& model, const UnpadPlan& plan, Placemen
 void CudaStages::reserve_tokens(int tokens) {
   if (tokens <= token_capacity_) return;
   if (token_capacity_ > 0)
-    std::fprintf(stderr, "# epmoe cuda: rank %d grows its token buffers from %d to %d tokens\n", rank_,
+    std::fprintf(stderr, "# epmoe cuda: rank %d grows its token buffers from %d to %d tokens\n", comm_.rank(),
                  token_capacity_, tokens);
   token_capacity_ = tokens;
   const std::size_t T = tokens, D = model_.hidden_size, E = model_.num_experts, K = model_.top_k;
-  const std::size_t Din = plan_.shape.expert_width, R = num_ranks_;
+  const std::size_t Din = plan_.shape.expert_width, R = comm_.size();
   const std::size_t fanout = std::min<std::size_t>(R, K);  // destinations per token at most
   x_f32_.reserve(T * D, false);
   x_.reserve(T * D, false);
@@ -264,7 +257,7 @@ std::vector<int> CudaStages::offsets_from_counts(const int* counts) const {
 
 CudaStages::Batch CudaStages::dispatch(const Rows& xr, const Routing& routing) {
   StageTimer timer(clock_, &PhaseTimes::dispatch, stream());
-  const int T = xr.rows, Din = xr.cols, K = model_.top_k, R = num_ranks_, stride = 1 + max_local_;
+  const int T = xr.rows, Din = xr.cols, K = model_.top_k, R = comm_.size(), stride = 1 + max_local_;
   EPMOE_ASSERT(Din == plan_.shape.expert_width, "dispatch width ", Din, " instead of the unpadded ",
                plan_.shape.expert_width);
   cudaStream_t s = stream();
@@ -284,25 +277,24 @@ CudaStages::Batch CudaStages::dispatch(const Rows& xr, const Routing& routing) {
   // The count exchange: the one host synchronization of the layer. Over MPI (the default): the sent counts come
   // to the host and the ranks swap them there, a few microseconds where an NCCL all-to-all of a few hundred bytes
   // and its copy back take tens (EPMOE_CUDA_COUNT_EXCHANGE=nccl keeps that path for comparison).
-  int* host_sent = counts_host_.data();
-  int* host_got = counts_host_.data() + entries;
-  if (count_exchange_ == CountExchange::Nccl) {
+  int* sent = counts_host_.data();
+  int* got = sent + entries;
+  const bool on_device = count_exchange_ == CountExchange::Nccl;
+  if (on_device) {
     const std::vector<std::size_t> per_rank(R, static_cast<std::size_t>(stride));
     nccl_.alltoallv_group(std::vector<NcclComm::Exchange>{make_exchange(counts_.contiguous_const(entries),
                                                                         counts_.contiguous(entries, entries),
                                                                         per_rank, per_rank)},
                           s);
   }
-  const std::size_t copied = count_exchange_ == CountExchange::Nccl ? 2 * entries : entries;
-  EPMOE_CUDA_CHECK(cudaMemcpyAsync(host_sent, counts_send, copied * sizeof(int), cudaMemcpyDeviceToHost, s));
+  EPMOE_CUDA_CHECK(cudaMemcpyAsync(sent, counts_send, (on_device ? 2 : 1) * entries * sizeof(int),
+                                   cudaMemcpyDeviceToHost, s));
   counts_ready_.record(s);
   EPMOE_CUDA_CHECK(cudaStreamWaitEvent(s, packed_.get(), 0));
   EPMOE_CUDA_CHECK(cudaEventSynchronize(counts_ready_.get()));
-  if (count_exchange_ == CountExchange::Mpi)
-    comm_.alltoall(Contiguous<const int>::from_contiguous_storage(host_sent, entries),
-                   Contiguous<int>::from_contiguous_storage(host_got, entries), stride);
-  const int* sent = host_sent;
-  const int* got = host_got;
+  if (!on_device)
+    comm_.alltoall(Contiguous<const int>::from_contiguous_storage(sent, entries),
+                   Contiguous<int>::from_contiguous_storage(got, entries), stride);
 
   Batch b;
   b.home_tokens = T;
@@ -350,8 +342,8 @@ CudaStages::Batch CudaStages::select_local(const Rows& xr, const Routing& routin
   const int T = xr.rows, K = model_.top_k, n = weights_.num_local;
   cudaStream_t s = stream();
   EPMOE_CUDA_CHECK(cudaMemsetAsync(local_counts_.data(), 0, local_counts_.bytes(), s));
-  select_local_meta(routing.ids, routing.weights, T, K, owner_.data(), local_.data(), rank_, meta_local_.data(),
-                    local_counts_.data(), s);
+  select_local_meta(routing.ids, routing.weights, T, K, owner_.data(), local_.data(), comm_.rank(),
+                    meta_local_.data(), local_counts_.data(), s);
   // The pair counts per local expert drive the grouped GEMM from the host: the layer's one synchronization.
   EPMOE_CUDA_CHECK(cudaMemcpyAsync(counts_host_.data(), local_counts_.data(), n * sizeof(int), cudaMemcpyDeviceToHost, s));
   EPMOE_CUDA_CHECK(cudaStreamSynchronize(s));
@@ -410,7 +402,7 @@ CudaStages::Rows CudaStages::experts(const Batch& batch) {
 
 CudaStages::Rows CudaStages::combine(const Rows& partial, const Batch& batch) {
   StageTimer timer(clock_, &PhaseTimes::combine, stream());
-  const int Din = partial.cols, R = num_ranks_, T = batch.home_tokens;
+  const int Din = partial.cols, R = comm_.size(), T = batch.home_tokens;
   EPMOE_ASSERT(Din == plan_.shape.expert_width && partial.data == partial_.data(), "combine input width ", Din);
   std::vector<std::size_t> send(R), recv(R);
   std::size_t sent_back = 0, coming_back = 0;
@@ -477,7 +469,7 @@ void CudaStages::add_into(Rows& dst, const Rows& src) {
 void CudaStages::all_reduce(Rows& routed, Rows* shared) {
   StageTimer timer(clock_, &PhaseTimes::combine, stream());
   EPMOE_ASSERT(routed.data == reduce_.data(), "all_reduce must see the experts' output segment");
-  if (num_ranks_ == 1) return;
+  if (comm_.size() == 1) return;
   std::size_t count = routed.size();
   if (shared) {
     // The plan's one buffer [routed T x Din | shared T x D]: the shared expert wrote its segment in place.

@@ -119,10 +119,10 @@ class CudaStages {
   const ModelConfig& model_;
   const UnpadPlan& plan_;
   const NcclComm& nccl_;
-  MpiComm comm_;  // the count exchange (a copy of the handle: the communicator outlives the layer)
+  MpiComm comm_;  // rank, size and the count exchange (a copy of the handle: the communicator outlives the layer)
   CountExchange count_exchange_;
   ExpertPlacement placement_;
-  int rank_, num_ranks_, max_local_;
+  int max_local_;
   DeviceWeights weights_;
   Stream stream_;
   CublasHandle cublas_;

@@ -1,9 +1,9 @@
 #include <algorithm>
 #include <cstdlib>
 #include <numeric>
-#include <string>
 
 #include "check.cuh"
+#include "env.cuh"
 #include "gemm.cuh"
 
 namespace epmoe::cuda {
@@ -42,11 +42,8 @@ int gemm_streams_from_env() {
 }
 
 ExpertGemmMode expert_gemm_mode_from_env() {
-  const char* v = std::getenv("EPMOE_CUDA_EXPERT_GEMM");
-  const std::string s = v ? v : "grouped";
-  if (s == "grouped") return ExpertGemmMode::Grouped;
-  if (s == "streams") return ExpertGemmMode::Streams;
-  EPMOE_THROW(ErrorKind::Usage, "EPMOE_CUDA_EXPERT_GEMM must be grouped or streams, found '", s, "'");
+  return env_choice("EPMOE_CUDA_EXPERT_GEMM", {"grouped", "streams"}) == 0 ? ExpertGemmMode::Grouped
+                                                                           : ExpertGemmMode::Streams;
 }
 
 double expert_group_fill_from_env() {
