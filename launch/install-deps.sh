@@ -36,3 +36,33 @@ if [ ${#missing_py[@]} -gt 0 ]; then
   python3 -m pip install -q "${missing_py[@]}" 2>/dev/null ||
     python3 -m pip install -q --break-system-packages "${missing_py[@]}"
 fi
+
+# CUTLASS (header-only) for the CUDA backend's grouped GEMM (EPMOE_CUDA_EXPERT_GEMM=cutlass), where nvcc is present:
+# the headers of the nvidia-cutlass wheel (cutlass_library/source/include) into .cutlass/include, pinned to one
+# version. Without them (no network) the CUDA backend builds without that option and says so at configure time.
+cutlass_version=4.2.0.0
+root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+if { command -v nvcc >/dev/null || [ -x /usr/local/cuda/bin/nvcc ]; } &&
+   [ "$(cat "$root/.cutlass/VERSION" 2>/dev/null)" != "$cutlass_version" ]; then
+  echo "# fetching the CUTLASS $cutlass_version headers into .cutlass/"
+  tmp=$(mktemp -d)
+  if python3 -m pip download -q --no-deps "nvidia-cutlass==$cutlass_version" -d "$tmp" >/dev/null 2>&1; then
+    rm -rf "$root/.cutlass"
+    python3 - "$tmp"/nvidia_cutlass-*.whl "$root/.cutlass" <<'PY'
+import sys, zipfile, os
+wheel, dest = sys.argv[1], sys.argv[2]
+prefix = "cutlass_library/source/include/"
+with zipfile.ZipFile(wheel) as z:
+    for name in z.namelist():
+        if name.startswith(prefix) and not name.endswith("/"):
+            out = os.path.join(dest, "include", name[len(prefix):])
+            os.makedirs(os.path.dirname(out), exist_ok=True)
+            with z.open(name) as src, open(out, "wb") as dst:
+                dst.write(src.read())
+PY
+    echo "$cutlass_version" > "$root/.cutlass/VERSION"
+  else
+    echo "# warning: could not download nvidia-cutlass $cutlass_version; the CUDA backend builds without the CUTLASS grouped GEMM" >&2
+  fi
+  rm -rf "$tmp"
+fi

@@ -6,6 +6,7 @@
 #include <cstdint>
 #include <memory>
 #include <string>
+#include <vector>
 
 #include "epmoe/comm.hpp"
 #include "epmoe/config.hpp"
@@ -24,6 +25,10 @@ struct CudaOptions {
 
 // False when no CUDA device is visible (no driver, no GPU): GPU tests then exit 77 (skipped).
 bool cuda_device_available();
+
+// The values EPMOE_CUDA_EXPERT_GEMM takes in this build (src/cuda/gemm.cuh): grouped and streams, and cutlass where
+// the CUTLASS grouped GEMM was built (CUTLASS headers found, sm_90 a target).
+std::vector<std::string> cuda_expert_gemm_choices();
 
 // GPU name, PCI bus id and memory of the device this process uses (local rank % device count), for reports.
 std::string cuda_device_description();

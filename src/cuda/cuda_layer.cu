@@ -81,6 +81,14 @@ class CudaLayer final : public LayerRunner {
 
 }  // namespace
 
+std::vector<std::string> cuda_expert_gemm_choices() {
+#ifdef EPMOE_HAVE_CUTLASS
+  return {"grouped", "streams", "cutlass"};
+#else
+  return {"grouped", "streams"};
+#endif
+}
+
 bool cuda_device_available() {
   int count = 0;
   if (cudaGetDeviceCount(&count) != cudaSuccess) {

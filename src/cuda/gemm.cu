@@ -1,10 +1,14 @@
 #include <algorithm>
+#include <cstdio>
 #include <cstdlib>
 #include <numeric>
 
 #include "check.cuh"
 #include "env.cuh"
 #include "gemm.cuh"
+#ifdef EPMOE_HAVE_CUTLASS
+#include "cutlass_gemm.cuh"
+#endif
 
 namespace epmoe::cuda {
 
@@ -42,8 +46,14 @@ int gemm_streams_from_env() {
 }
 
 ExpertGemmMode expert_gemm_mode_from_env() {
-  return env_choice("EPMOE_CUDA_EXPERT_GEMM", {"grouped", "streams"}) == 0 ? ExpertGemmMode::Grouped
-                                                                           : ExpertGemmMode::Streams;
+  const int mode = env_choice("EPMOE_CUDA_EXPERT_GEMM", {"grouped", "streams", "cutlass"});
+#ifndef EPMOE_HAVE_CUTLASS
+  EPMOE_REQUIRE(mode != 2, ErrorKind::Usage,
+                "EPMOE_CUDA_EXPERT_GEMM=cutlass: this build has no CUTLASS grouped GEMM (it needs the CUTLASS headers, "
+                "which launch/install-deps.sh fetches into .cutlass/, and sm_90 among CMAKE_CUDA_ARCHITECTURES); "
+                "reconfigure and rebuild, or use grouped or streams");
+#endif
+  return mode == 0 ? ExpertGemmMode::Grouped : mode == 1 ? ExpertGemmMode::Streams : ExpertGemmMode::Cutlass;
 }
 
 double expert_group_fill_from_env() {
@@ -71,17 +81,22 @@ ExpertGemm::ExpertGemm(cublasHandle_t main_handle, cudaStream_t stream, int max_
       joins_.push_back(std::make_unique<Event>(false));
     }
   }
-  const std::size_t bytes = int_bytes() + pointer_slot(kMaxGemms, 0) * sizeof(void*);
+  slot_bytes_ = 3 * static_cast<std::size_t>(std::max(max_experts_, 1)) * sizeof(void*);
+#ifdef EPMOE_HAVE_CUTLASS
+  if (mode_ == ExpertGemmMode::Cutlass) {
+    cutlass_ = std::make_unique<CutlassGroupedGemm>(std::max(max_experts_, 1));
+    slot_bytes_ = std::max(slot_bytes_, cutlass_->block_bytes());
+  }
+#endif
+  const std::size_t bytes = slot_offset(kMaxGemms);
   host_.reserve(bytes);
   device_ = DeviceBuffer<unsigned char>(bytes, "expert_gemm_layout");
 }
 
-std::size_t ExpertGemm::int_bytes() const {
-  return (2 * static_cast<std::size_t>(max_experts_ + 1) * sizeof(int) + 7) / 8 * 8;
-}
+ExpertGemm::~ExpertGemm() = default;
 
-std::size_t ExpertGemm::pointer_slot(int gemm, int array) const {
-  return (static_cast<std::size_t>(gemm) * 3 + array) * std::max(max_experts_, 1);
+std::size_t ExpertGemm::int_bytes() const {
+  return (2 * static_cast<std::size_t>(max_experts_ + 1) * sizeof(int) + 15) / 16 * 16;
 }
 
 int ExpertGemm::plan(const std::vector<int>& offsets) {
@@ -123,12 +138,41 @@ int ExpertGemm::plan(const std::vector<int>& offsets) {
 void ExpertGemm::prepare(const std::vector<ExpertLinear>& gemms) {
   EPMOE_ASSERT(gemms.size() <= static_cast<std::size_t>(kMaxGemms), "at most ", kMaxGemms, " expert GEMMs a layer");
   gemms_ = gemms;
-  const void** pointers = reinterpret_cast<const void**>(host_.data() + int_bytes());
+  const int groups = static_cast<int>(buckets_.size());
   for (std::size_t g = 0; g < gemms.size(); ++g) {
     const ExpertLinear& l = gemms[g];
-    const void** a = pointers + pointer_slot(static_cast<int>(g), 0);
-    const void** b = pointers + pointer_slot(static_cast<int>(g), 1);
-    const void** c = pointers + pointer_slot(static_cast<int>(g), 2);
+    unsigned char* slot = host_.data() + slot_offset(static_cast<int>(g));
+#ifdef EPMOE_HAVE_CUTLASS
+    cutlass_ok_[g] = cutlass_ && CutlassGroupedGemm::supports(l.n, l.k, l.ldx, l.ldw, l.ldo);
+    if (cutlass_ok_[g]) {
+      // One group per expert with pairs (a bucket each in this mode), largest first.
+      std::vector<int>& m = cutlass_m_;
+      m.resize(groups);
+      cutlass_x_.resize(groups);
+      cutlass_w_.resize(groups);
+      cutlass_out_.resize(groups);
+      for (int i = 0; i < groups; ++i) {
+        const int e = order_[buckets_[i].first];
+        m[i] = buckets_[i].rows;
+        cutlass_x_[i] = l.x + static_cast<std::size_t>(base_[e]) * l.ldx;
+        cutlass_w_[i] = l.w + static_cast<std::size_t>(e) * l.n * l.ldw;
+        cutlass_out_[i] = l.out + static_cast<std::size_t>(base_[e]) * l.ldo;
+      }
+      cutlass_->fill(slot, groups, m.data(), cutlass_x_.data(), cutlass_w_.data(), cutlass_out_.data(), l.n, l.k,
+                     l.ldx, l.ldw, l.ldo);
+      continue;
+    }
+    if (cutlass_ && !cutlass_fallback_logged_) {
+      cutlass_fallback_logged_ = true;
+      std::fprintf(stderr,
+                   "# epmoe cuda: the CUTLASS grouped GEMM needs widths that are multiples of 8 elements; a GEMM of "
+                   "n %d, k %d (leading dimensions %d, %d, %d) runs as one cuBLAS GEMM per expert\n",
+                   l.n, l.k, l.ldx, l.ldw, l.ldo);
+    }
+#endif
+    const void** a = reinterpret_cast<const void**>(slot);
+    const void** b = a + max_experts_;
+    const void** c = b + max_experts_;
     for (std::size_t i = 0; i < order_.size(); ++i) {
       const int e = order_[i];
       // cuBLAS computes the column-major out^T = w . x^T (as linear_bf16): A = the expert's weights, B = its rows.
@@ -139,18 +183,23 @@ void ExpertGemm::prepare(const std::vector<ExpertLinear>& gemms) {
   }
   // The host buffer may be rewritten once this copy has run: the next plan() comes after the next layer's host
   // synchronization (its count exchange), which the stream orders after this copy.
-  EPMOE_CUDA_CHECK(cudaMemcpyAsync(device_.data(), host_.data(),
-                                   int_bytes() + pointer_slot(static_cast<int>(gemms.size()), 0) * sizeof(void*),
+  EPMOE_CUDA_CHECK(cudaMemcpyAsync(device_.data(), host_.data(), slot_offset(static_cast<int>(gemms.size())),
                                    cudaMemcpyHostToDevice, stream_));
 }
 
 void ExpertGemm::run(int gemm) {
   EPMOE_ASSERT(gemm >= 0 && gemm < static_cast<int>(gemms_.size()), "expert GEMM ", gemm, " was not prepared");
   const ExpertLinear& l = gemms_[gemm];
-  void* const* pointers = reinterpret_cast<void* const*>(device_.data() + int_bytes());
-  const void* const* a = pointers + pointer_slot(gemm, 0);
-  const void* const* b = pointers + pointer_slot(gemm, 1);
-  void* const* c = pointers + pointer_slot(gemm, 2);
+#ifdef EPMOE_HAVE_CUTLASS
+  if (cutlass_ok_[gemm]) {
+    cutlass_->run(device_.data() + slot_offset(gemm), host_.data() + slot_offset(gemm),
+                  static_cast<int>(buckets_.size()), stream_);
+    return;
+  }
+#endif
+  const void* const* a = reinterpret_cast<const void* const*>(device_.data() + slot_offset(gemm));
+  const void* const* b = a + max_experts_;
+  void* const* c = const_cast<void* const*>(b + max_experts_);
   const bool fan_out = !streams_.empty() && buckets_.size() > 1;
   load_.assign(fan_out ? streams_.size() : 1, 0);
   if (fan_out) {

@@ -13,6 +13,8 @@
 
 namespace epmoe::cuda {
 
+class CutlassGroupedGemm;
+
 // out[M, N] (row stride ldo) = x[M, K] (stride ldx) . w[N, K]^T (stride ldw); bf16, fp32 accumulation.
 void linear_bf16(cublasHandle_t handle, int m, int n, int k, const bf16* x, int ldx, const bf16* w, int ldw,
                  bf16* out, int ldo);
@@ -20,7 +22,7 @@ void linear_bf16(cublasHandle_t handle, int m, int n, int k, const bf16* x, int 
 void linear_f32(cublasHandle_t handle, int m, int n, int k, const float* x, int ldx, const float* w, int ldw,
                 float* out, int ldo);
 
-// How the experts' GEMMs run (EPMOE_CUDA_EXPERT_GEMM = grouped | streams; default grouped):
+// How the experts' GEMMs run (EPMOE_CUDA_EXPERT_GEMM = grouped | streams | cutlass; default grouped):
 //   grouped: experts of similar pair counts share one pointer-array cublasGemmBatchedEx ("bucket"): sorted by count,
 //            an expert joins the bucket of the largest one while its count is at least 90% of that largest count
 //            (EPMOE_CUDA_GROUP_FILL; padding adds at most 11% rows), and every expert with at most 128 pairs joins
@@ -29,9 +31,12 @@ void linear_f32(cublasHandle_t handle, int m, int n, int k, const float* x, int 
 //            are computed and never read.
 //            Balanced routing makes one bucket (a single batched GEMM over all experts); skewed routing a few.
 //   streams: the compact layout, one cublasGemmEx per expert.
-// Either way the buckets (or experts) are spread over EPMOE_CUDA_GEMM_STREAMS streams (default 4), largest first,
+//   cutlass: the compact layout, one CUTLASS Hopper grouped GEMM over all experts with pairs (cutlass_gemm.cuh; in
+//            builds that found the CUTLASS headers). A GEMM whose widths are not multiples of 8 elements (TMA needs
+//            16-byte rows) runs as in `streams` instead, which the first such layer says on stderr.
+// The buckets (or experts) of cuBLAS calls are spread over EPMOE_CUDA_GEMM_STREAMS streams (default 4), largest first,
 // each to the least loaded stream, so that small GEMMs run concurrently and fill the SMs.
-enum class ExpertGemmMode { Grouped, Streams };
+enum class ExpertGemmMode { Grouped, Streams, Cutlass };
 ExpertGemmMode expert_gemm_mode_from_env();
 // EPMOE_CUDA_GROUP_FILL in [0.5, 1] (default 0.9; 4 x H100, 4096 tokens per rank: 0.9 gave deepseek-v3 80% of the
 // dense rate in the GEMMs against 74% at 0.8, qwen3-30b-a3b 84 against 81, gpt-oss-120b 69 against 65): an expert
@@ -58,6 +63,7 @@ struct ExpertLinear {
 class ExpertGemm {
  public:
   ExpertGemm(cublasHandle_t main_handle, cudaStream_t stream, int max_experts);
+  ~ExpertGemm();
   // Row layout for these pair offsets (host, [n + 1]); returns the number of rows the layout spans.
   int plan(const std::vector<int>& offsets);
   void prepare(const std::vector<ExpertLinear>& gemms);
@@ -71,6 +77,7 @@ class ExpertGemm {
   // Of the last plan(): the rows the layout spans (pairs and padding) and the GEMM calls per weight matrix.
   int rows() const { return base_.empty() ? 0 : base_.back(); }
   int buckets() const { return static_cast<int>(buckets_.size()); }
+  ExpertGemmMode mode() const { return mode_; }
 
  private:
   struct Bucket {
@@ -92,11 +99,19 @@ class ExpertGemm {
   std::vector<long> load_;  // rows queued per stream (run's workspace)
   std::vector<Bucket> buckets_;
   std::vector<ExpertLinear> gemms_;
-  // One transfer per layer: [cursor zeros n+1 | base n+1 | pad to 8 bytes | per GEMM: A, B, C pointer arrays of
-  // max_experts each], pinned on the host and on the device.
+  // One transfer per layer: [cursor zeros n+1 | base n+1 | pad to 16 bytes | per GEMM a slot: the A, B, C pointer
+  // arrays of max_experts each of cublasGemmBatchedEx, or the CUTLASS GEMM's argument block], pinned on the host
+  // and on the device.
   static constexpr int kMaxGemms = 4;
   std::size_t int_bytes() const;
-  std::size_t pointer_slot(int gemm, int array) const;  // index of the array's first pointer
+  std::size_t slot_offset(int gemm) const { return int_bytes() + gemm * slot_bytes_; }
+  std::size_t slot_bytes_;
+  std::unique_ptr<CutlassGroupedGemm> cutlass_;  // in mode Cutlass
+  bool cutlass_ok_[kMaxGemms] = {};               // of the prepared GEMMs: which the CUTLASS GEMM takes
+  bool cutlass_fallback_logged_ = false;
+  std::vector<int> cutlass_m_;  // prepare()'s workspace: rows and pointers of each group
+  std::vector<const bf16*> cutlass_x_, cutlass_w_;
+  std::vector<bf16*> cutlass_out_;
   PinnedBuffer<unsigned char> host_;
   DeviceBuffer<unsigned char> device_;
 };

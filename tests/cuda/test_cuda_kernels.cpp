@@ -15,6 +15,11 @@
 #include "gpu_test_support.hpp"
 #include "kernels.cuh"
 #include "resources.cuh"
+#ifdef EPMOE_HAVE_CUTLASS
+#include <cstdlib>
+
+#include "cutlass_gemm.cuh"
+#endif
 
 namespace epmoe::testing {
 namespace {
@@ -387,5 +392,70 @@ TEST_CASE("the device counter generator equals the host one bit for bit", "[cuda
     }
   CHECK(ok);
 }
+
+#ifdef EPMOE_HAVE_CUTLASS
+TEST_CASE("the CUTLASS grouped GEMM equals the CPU product for ragged groups and strided rows",
+          "[cuda][kernels][cutlass]") {
+  const MpiComm comm;
+  std::mt19937_64 rng(fresh_seed(comm, "cutlass grouped gemm"));
+  // Widths not multiples of the tiles (n 264 vs 256 and 128, k 200 vs 64); leading dimensions past the widths;
+  // row counts from 1 to past two tiles, each group's rows at an odd offset of one buffer (as the experts' blocks).
+  const int n = 264, k = 200, ldx = 208, ldw = 216, ldo = 280, groups = 37;
+  std::vector<int> m(groups), first(groups + 1, 0);
+  for (int g = 0; g < groups; ++g) {
+    m[g] = g == 0 ? 1 : g == 1 ? 513 : 1 + static_cast<int>(rng() % 300);
+    first[g + 1] = first[g] + m[g] + 3;
+  }
+  const int rows = first[groups];
+  const std::vector<float> x = to_float(to_bf16(uniform(rng, static_cast<std::size_t>(rows) * ldx, -1, 1)));
+  const std::vector<float> w = to_float(to_bf16(uniform(rng, static_cast<std::size_t>(groups) * n * ldw, -1, 1)));
+  auto d_x = to_device(to_bf16(x));
+  auto d_w = to_device(to_bf16(w));
+  for (const char* tile : {"128x256", "256x128"}) {
+    setenv("EPMOE_CUDA_CUTLASS_TILE", tile, 1);
+    cuda::CutlassGroupedGemm gemm(groups + 5);
+    unsetenv("EPMOE_CUDA_CUTLASS_TILE");
+    DeviceBuffer<bf16> out(static_cast<std::size_t>(rows) * ldo);
+    poison(out);
+    std::vector<const bf16*> xp(groups), wp(groups);
+    std::vector<bf16*> op(groups);
+    for (int g = 0; g < groups; ++g) {
+      xp[g] = d_x.data() + static_cast<std::size_t>(first[g]) * ldx;
+      wp[g] = d_w.data() + static_cast<std::size_t>(g) * n * ldw;
+      op[g] = out.data() + static_cast<std::size_t>(first[g]) * ldo;
+    }
+    std::vector<unsigned char> host(gemm.block_bytes());
+    gemm.fill(host.data(), groups, m.data(), xp.data(), wp.data(), op.data(), n, k, ldx, ldw, ldo);
+    DeviceBuffer<unsigned char> device(host.size());
+    EPMOE_CUDA_CHECK(cudaMemcpy(device.data(), host.data(), host.size(), cudaMemcpyHostToDevice));
+    gemm.run(device.data(), host.data(), groups, nullptr);
+    const std::vector<float> got = to_float(to_host(out, out.size()));
+    double worst = 0;
+    bool untouched = true;  // rows between groups and columns past n keep the poison (NaN)
+    for (int g = 0; g < groups; ++g) {
+      std::vector<float> ref(static_cast<std::size_t>(m[g]) * n), mine(ref.size());
+      for (int i = 0; i < m[g]; ++i) {
+        const std::size_t r = static_cast<std::size_t>(first[g] + i);
+        for (int j = 0; j < n; ++j) {
+          double acc = 0;
+          for (int q = 0; q < k; ++q)
+            acc += static_cast<double>(x[r * ldx + q]) * w[(static_cast<std::size_t>(g) * n + j) * ldw + q];
+          ref[static_cast<std::size_t>(i) * n + j] = static_cast<float>(acc);
+          mine[static_cast<std::size_t>(i) * n + j] = got[r * ldo + j];
+        }
+        for (int j = n; j < ldo; ++j) untouched = untouched && std::isnan(got[r * ldo + j]);
+      }
+      for (int gap = first[g] + m[g]; gap < first[g + 1]; ++gap)
+        for (int j = 0; j < ldo; ++j) untouched = untouched && std::isnan(got[static_cast<std::size_t>(gap) * ldo + j]);
+      worst = std::max(worst, rel_l2(mine, ref));
+    }
+    INFO("tile " << tile << ": worst group rel_l2 " << worst);
+    CHECK(worst <= 3e-3);
+    CHECK(untouched);
+    CHECK(cuda::CutlassGroupedGemm::supports(n, k, ldx, ldw, ldo));
+    CHECK_FALSE(cuda::CutlassGroupedGemm::supports(n, 180, ldx, ldw, ldo));
+  }
+}
+#endif
 
 }  // namespace epmoe::testing
