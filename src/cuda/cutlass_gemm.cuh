@@ -2,31 +2,39 @@
 //   out_g[m_g, n] = x_g[m_g, k] . w_g[n, k]^T   for every group g (bf16 operands and output, fp32 accumulation),
 // in one launch whatever the groups' row counts are, so that the experts need no padding to a common row count.
 // Built only where the CUTLASS headers were found and sm_90 is a target (then EPMOE_HAVE_CUTLASS is defined and
-// this file is compiled for sm_90a); elsewhere asking for it is a usage error, never a silent fallback.
+// the kernels are compiled for sm_90a); elsewhere asking for it is a usage error, never a silent fallback.
 #pragma once
 
 #include <cuda_runtime.h>
 
 #include <cstddef>
+#include <memory>
 
 #include "kernels.cuh"
 
 namespace epmoe::cuda {
 
-// The tile configuration (EPMOE_CUDA_CUTLASS_TILE): both are cooperative (two consumer warp groups per CTA).
+// The tile configuration (EPMOE_CUDA_CUTLASS_TILE; one translation unit each, cutlass_tile_*.cu):
 enum class CutlassTile {
-  M128N256,  // 128 x 256 x 64 tiles, clusters of 2 along M (the weights' tile multicast to both CTAs)
-  M256N128,  // 256 x 128 x 64 tiles, clusters of 2 along N (the rows' tile multicast)
+  M128N256,     // "128x256": cooperative, 128 x 256 x 64 tiles, clusters of 2 along M (weights' tile multicast)
+  M256N128,     // "256x128": cooperative, 256 x 128 x 64 tiles, clusters of 2 along N (rows' tile multicast)
+  M128N256C1,   // "128x256c1": cooperative, 128 x 256 x 64 tiles, no clusters
+  PingM128N128  // "pingpong": ping-pong (one consumer warp group per tile), 128 x 128 x 64 tiles, clusters 2 x 1
+};
+
+// The persistent scheduler's tile order (EPMOE_CUDA_CUTLASS_RASTER = m | n, EPMOE_CUDA_CUTLASS_SWIZZLE = 1 | 2 | 4 |
+// 8): along M, consecutive tiles share the weights' columns; the swizzle groups that many tiles across.
+struct CutlassSchedule {
+  bool raster_along_n = false;
+  int swizzle = 1;
 };
 
 // One grouped GEMM's arguments in one block of memory, written on the host and used on the device after a copy:
 // problem shapes, pointer arrays and strides of up to max_groups groups. Its layout depends only on max_groups.
 class CutlassGroupedGemm {
  public:
+  // The tile configuration and schedule from the environment.
   explicit CutlassGroupedGemm(int max_groups);
-  ~CutlassGroupedGemm();
-  CutlassGroupedGemm(const CutlassGroupedGemm&) = delete;
-  CutlassGroupedGemm& operator=(const CutlassGroupedGemm&) = delete;
 
   // Bytes of one argument block (a multiple of 16).
   std::size_t block_bytes() const { return block_bytes_; }
@@ -40,10 +48,12 @@ class CutlassGroupedGemm {
   void run(const void* device_block, const void* host_block, int groups, cudaStream_t stream);
 
  private:
-  struct Impl;
-  Impl* impl_;
+  CutlassTile tile_;
+  CutlassSchedule schedule_;
   int max_groups_;
+  int sm_count_;
   std::size_t block_bytes_;
+  DeviceBuffer<unsigned char> workspace_;
 };
 
 }  // namespace epmoe::cuda

@@ -17,6 +17,7 @@
 #include "resources.cuh"
 #ifdef EPMOE_HAVE_CUTLASS
 #include <cstdlib>
+#include <string>
 
 #include "cutlass_gemm.cuh"
 #endif
@@ -411,10 +412,18 @@ TEST_CASE("the CUTLASS grouped GEMM equals the CPU product for ragged groups and
   const std::vector<float> w = to_float(to_bf16(uniform(rng, static_cast<std::size_t>(groups) * n * ldw, -1, 1)));
   auto d_x = to_device(to_bf16(x));
   auto d_w = to_device(to_bf16(w));
-  for (const char* tile : {"128x256", "256x128"}) {
-    setenv("EPMOE_CUDA_CUTLASS_TILE", tile, 1);
+  // Every tile configuration, and the scheduler's other order and a swizzle.
+  const char* configs[][3] = {{"128x256", "m", "1"}, {"256x128", "m", "1"},  {"128x256c1", "m", "1"},
+                              {"pingpong", "m", "1"}, {"128x256", "n", "2"}, {"pingpong", "n", "4"}};
+  for (const auto& config : configs) {
+    const std::string tile = std::string(config[0]) + " raster " + config[1] + " swizzle " + config[2];
+    setenv("EPMOE_CUDA_CUTLASS_TILE", config[0], 1);
+    setenv("EPMOE_CUDA_CUTLASS_RASTER", config[1], 1);
+    setenv("EPMOE_CUDA_CUTLASS_SWIZZLE", config[2], 1);
     cuda::CutlassGroupedGemm gemm(groups + 5);
     unsetenv("EPMOE_CUDA_CUTLASS_TILE");
+    unsetenv("EPMOE_CUDA_CUTLASS_RASTER");
+    unsetenv("EPMOE_CUDA_CUTLASS_SWIZZLE");
     DeviceBuffer<bf16> out(static_cast<std::size_t>(rows) * ldo);
     poison(out);
     std::vector<const bf16*> xp(groups), wp(groups);
