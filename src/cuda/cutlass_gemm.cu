@@ -16,13 +16,7 @@ namespace {
 using Runner = std::size_t (*)(const Launch&, bool);
 
 Runner runner_of(CutlassTile tile) {
-  switch (tile) {
-    case CutlassTile::M128N256: return run_m128n256_c2x1;
-    case CutlassTile::M256N128: return run_m256n128_c1x2;
-    case CutlassTile::M128N256C1: return run_m128n256_c1x1;
-    case CutlassTile::PingM128N128: return run_pingpong_m128n128_c2x1;
-  }
-  return run_m128n256_c2x1;
+  return tile == CutlassTile::M128N256C2 ? run_m128n256_c2x1 : run_m128n256_c1x1;
 }
 
 CutlassSchedule schedule_from_env() {
@@ -36,8 +30,7 @@ CutlassSchedule schedule_from_env() {
 }  // namespace
 
 CutlassGroupedGemm::CutlassGroupedGemm(int max_groups)
-    : tile_(static_cast<CutlassTile>(
-          env_choice("EPMOE_CUDA_CUTLASS_TILE", {"128x256", "256x128", "128x256c1", "pingpong"}))),
+    : tile_(static_cast<CutlassTile>(env_choice("EPMOE_CUDA_CUTLASS_TILE", {"128x256", "128x256c2"}))),
       schedule_(schedule_from_env()),
       max_groups_(std::max(max_groups, 1)),
       block_bytes_(BlockLayout(max_groups_).bytes) {

@@ -14,12 +14,13 @@
 
 namespace epmoe::cuda {
 
-// The tile configuration (EPMOE_CUDA_CUTLASS_TILE; one translation unit each, cutlass_tile_*.cu):
+// The tile configuration (EPMOE_CUDA_CUTLASS_TILE; one translation unit each, cutlass_tile_*.cu). Both are
+// cooperative (two consumer warp groups per 128 x 256 x 64 tile). Measured on 4 x H200 at 4096 tokens per rank
+// (docs/performance.md): these two were the fastest of four; 256 x 128 tiles were 1-10% slower and ping-pong
+// 128 x 128 tiles 15-40% slower.
 enum class CutlassTile {
-  M128N256,     // "128x256": cooperative, 128 x 256 x 64 tiles, clusters of 2 along M (weights' tile multicast)
-  M256N128,     // "256x128": cooperative, 256 x 128 x 64 tiles, clusters of 2 along N (rows' tile multicast)
-  M128N256C1,   // "128x256c1": cooperative, 128 x 256 x 64 tiles, no clusters
-  PingM128N128  // "pingpong": ping-pong (one consumer warp group per tile), 128 x 128 x 64 tiles, clusters 2 x 1
+  M128N256,   // "128x256" (default): no clusters
+  M128N256C2  // "128x256c2": clusters of 2 along M (the weights' tile multicast to both CTAs)
 };
 
 // The persistent scheduler's tile order (EPMOE_CUDA_CUTLASS_RASTER = m | n, EPMOE_CUDA_CUTLASS_SWIZZLE = 1 | 2 | 4 |

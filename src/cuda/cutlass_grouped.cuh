@@ -141,10 +141,8 @@ void launch(const Launch& l) {
 }
 
 // One per tile configuration (cutlass_tile_*.cu): the workspace it needs (workspace == nullptr) or the launch.
-std::size_t run_m128n256_c2x1(const Launch& l, bool query);
-std::size_t run_m256n128_c1x2(const Launch& l, bool query);
 std::size_t run_m128n256_c1x1(const Launch& l, bool query);
-std::size_t run_pingpong_m128n128_c2x1(const Launch& l, bool query);
+std::size_t run_m128n256_c2x1(const Launch& l, bool query);
 
 }  // namespace epmoe::cuda::cutlass_detail
 

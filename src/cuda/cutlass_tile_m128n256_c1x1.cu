@@ -1,4 +1,4 @@
-// CUTLASS grouped GEMM configuration "128x256c1" (cutlass_gemm.cuh): cooperative, 128 x 256 x 64 tiles, no clusters.
+// CUTLASS grouped GEMM configuration "128x256" (cutlass_gemm.cuh): cooperative, 128 x 256 x 64 tiles, no clusters.
 #include "cutlass_grouped.cuh"
 
 namespace {

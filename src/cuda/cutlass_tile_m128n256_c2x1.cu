@@ -1,4 +1,4 @@
-// CUTLASS grouped GEMM configuration "128x256" (cutlass_gemm.cuh): cooperative, 128 x 256 x 64 tiles, clusters of 2
+// CUTLASS grouped GEMM configuration "128x256c2" (cutlass_gemm.cuh): cooperative, 128 x 256 x 64 tiles, clusters of 2
 // along M.
 #include "cutlass_grouped.cuh"
 

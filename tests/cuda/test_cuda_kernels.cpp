@@ -413,8 +413,8 @@ TEST_CASE("the CUTLASS grouped GEMM equals the CPU product for ragged groups and
   auto d_x = to_device(to_bf16(x));
   auto d_w = to_device(to_bf16(w));
   // Every tile configuration, and the scheduler's other order and a swizzle.
-  const char* configs[][3] = {{"128x256", "m", "1"}, {"256x128", "m", "1"},  {"128x256c1", "m", "1"},
-                              {"pingpong", "m", "1"}, {"128x256", "n", "2"}, {"pingpong", "n", "4"}};
+  const char* configs[][3] = {{"128x256", "m", "1"}, {"128x256c2", "m", "1"}, {"128x256", "n", "2"},
+                              {"128x256c2", "n", "4"}};
   for (const auto& config : configs) {
     const std::string tile = std::string(config[0]) + " raster " + config[1] + " swizzle " + config[2];
     setenv("EPMOE_CUDA_CUTLASS_TILE", config[0], 1);
