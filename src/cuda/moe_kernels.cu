@@ -2,7 +2,6 @@
 // experts' blocks, bias + activation, the weighted sum that writes unpadded rows, and the home-rank combine.
 #include <algorithm>
 #include <cmath>
-#include <cstdlib>
 
 #include "../core/counter_rng.hpp"
 #include "check.cuh"
@@ -254,47 +253,32 @@ __device__ __forceinline__ float activate(const ActivationParams& p, float gate,
   return 0.0f;
 }
 
-// Each thread takes U items of V columns (items blockDim.x apart, so that a warp's loads stay contiguous) and
-// issues all their loads of h before it needs any of them: U x 32 bytes in flight per thread instead of one item's,
-// which is what a bandwidth-bound pass needs. Rows whose expert is -1 are padding and skipped. 32-bit indices (the
-// launcher checks rows x inter / V < 2^31).
-template <int V, int U>
+// One thread per V columns of a row; rows whose expert is -1 are padding and skipped.
+template <int V>
 __global__ void bias_activation_kernel(const bf16* __restrict__ h, int rows, int h_cols, int inter,
                                        const float* __restrict__ bias, const int* __restrict__ row_expert,
                                        ActivationParams act, bf16* __restrict__ a) {
   const bool gated = act.kind != Activation::Relu2;
-  const unsigned per_row = static_cast<unsigned>(inter / V);
-  const unsigned items = static_cast<unsigned>(rows) * per_row;
-  const unsigned first = blockIdx.x * blockDim.x * U + threadIdx.x;
-  float gate[U][V], up[U][V];
-  unsigned row[U];
-  int col[U];
-#pragma unroll
-  for (int u = 0; u < U; ++u) {
-    const unsigned idx = first + u * blockDim.x;
-    row[u] = idx / per_row;
-    col[u] = static_cast<int>(idx - row[u] * per_row) * V;
-    if (idx < items) {
-      const bf16* hr = h + static_cast<std::size_t>(row[u]) * h_cols;
-      load_bf16<V>(hr + col[u], gate[u]);
-      if (gated) load_bf16<V>(hr + inter + col[u], up[u]);
-    }
+  const int per_row = inter / V;
+  const std::size_t idx = blockIdx.x * std::size_t(blockDim.x) + threadIdx.x;
+  if (idx >= static_cast<std::size_t>(rows) * per_row) return;
+  const std::size_t i = idx / per_row;
+  const int j = static_cast<int>(idx % per_row) * V;
+  // h first (padding rows are read too, and dropped), so that the load of the row's expert does not delay it.
+  const bf16* hr = h + i * h_cols;
+  float gate[V], up[V] = {}, out[V], bg[V] = {}, bu[V] = {};
+  load_bf16<V>(hr + j, gate);
+  if (gated) load_bf16<V>(hr + inter + j, up);
+  const int e = row_expert ? row_expert[i] : 0;
+  if (e < 0) return;
+  const float* b = bias ? bias + static_cast<std::size_t>(e) * h_cols : nullptr;
+  if (b) {
+    load_f32<V>(b + j, bg);
+    if (gated) load_f32<V>(b + inter + j, bu);
   }
 #pragma unroll
-  for (int u = 0; u < U; ++u) {
-    if (first + u * blockDim.x >= items) break;
-    const int e = row_expert ? row_expert[row[u]] : 0;
-    if (e < 0) continue;
-    float bg[V] = {}, bu[V] = {}, out[V];
-    if (bias) {
-      const float* b = bias + static_cast<std::size_t>(e) * h_cols;
-      load_f32<V>(b + col[u], bg);
-      if (gated) load_f32<V>(b + inter + col[u], bu);
-    }
-#pragma unroll
-    for (int v = 0; v < V; ++v) out[v] = activate(act, gate[u][v] + bg[v], gated ? up[u][v] + bu[v] : 0.0f);
-    store_bf16<V>(a + static_cast<std::size_t>(row[u]) * inter + col[u], out);
-  }
+  for (int v = 0; v < V; ++v) out[v] = activate(act, gate[v] + bg[v], up[v] + bu[v]);
+  store_bf16<V>(a + i * inter + j, out);
 }
 
 // One block per row; the row's pairs are read once into shared memory.
@@ -441,21 +425,12 @@ void bias_activation(const bf16* h, int rows, int h_cols, int inter, const float
                      const ActivationParams& act, bf16* a, cudaStream_t stream) {
   if (!rows) return;
   const bool vec = vec8_ok({inter, h_cols});
-  const std::size_t items = static_cast<std::size_t>(rows) * (vec ? inter / 8 : inter);
-  EPMOE_ASSERT(items < (std::size_t{1} << 31), "bias_activation: ", rows, " rows of ", inter, " columns");
-  static const int U = std::getenv("EPMOE_ACT_U1") ? 1 : 4;  // TEMPORARY A/B
-  const unsigned blocks = static_cast<unsigned>((items + kThreads * U - 1) / (kThreads * U));
-  if (U == 1) {
+  const std::size_t threads = static_cast<std::size_t>(rows) * (vec ? inter / 8 : inter);
+  const unsigned blocks = static_cast<unsigned>((threads + kThreads - 1) / kThreads);
   if (vec)
-    bias_activation_kernel<8, 1><<<blocks, kThreads, 0, stream>>>(h, rows, h_cols, inter, bias, row_expert, act, a);
+    bias_activation_kernel<8><<<blocks, kThreads, 0, stream>>>(h, rows, h_cols, inter, bias, row_expert, act, a);
   else
-    bias_activation_kernel<1, 1><<<blocks, kThreads, 0, stream>>>(h, rows, h_cols, inter, bias, row_expert, act, a);
-  } else {
-  if (vec)
-    bias_activation_kernel<8, 4><<<blocks, kThreads, 0, stream>>>(h, rows, h_cols, inter, bias, row_expert, act, a);
-  else
-    bias_activation_kernel<1, 4><<<blocks, kThreads, 0, stream>>>(h, rows, h_cols, inter, bias, row_expert, act, a);
-  }
+    bias_activation_kernel<1><<<blocks, kThreads, 0, stream>>>(h, rows, h_cols, inter, bias, row_expert, act, a);
   EPMOE_CUDA_LAUNCH_CHECK();
 }
 
