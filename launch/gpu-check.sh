@@ -3,7 +3,7 @@
 # compute-sanitizer memcheck at 1 and 2 ranks, and the benchmarks; full logs under $OUT (or ./gpu-check-out), a short
 # table last.
 #   launch/gpu-check.sh [all|tests|sanitize|bench|quick]...   (default: all)
-# Environment: BENCH_PRESETS, BENCH_TOKENS, BENCH_RANKS, BENCH_STREAMS, BENCH_GEMM (grouped streams: the
+# Environment: BENCH_PRESETS, BENCH_TOKENS, BENCH_RANKS, BENCH_STREAMS, BENCH_GEMM (grouped streams cutlass: the
 # EPMOE_CUDA_EXPERT_GEMM values to compare), BENCH_FILL (EPMOE_CUDA_GROUP_FILL values), BENCH_ENV (settings to
 # compare, each "default" or VAR=value[,VAR=value...], e.g. "default EPMOE_CUDA_COUNT_EXCHANGE=nccl") override the
 # benchmark matrix; TEST_RANKS the ranks of the layer tests (default 1 2 4); BUILD_DIR the build folder.
@@ -27,7 +27,7 @@ nvidia-smi --query-gpu=index,name,pci.bus_id,memory.total,driver_version --forma
 
 t0=$(date +%s)
 if ! { cmake -S . -B "$BUILD" -G Ninja -DCMAKE_BUILD_TYPE=Release -DEPMOE_WITH_CUDA=ON -DCMAKE_CUDA_ARCHITECTURES=90 \
-         && cmake --build "$BUILD" -j16 --target test_cuda_kernels test_cuda_layer epmoe_cuda_bench; } >"$LOGS/build.log" 2>&1; then
+         && cmake --build "$BUILD" -j16 --target test_cuda_kernels test_cuda_layer epmoe_cuda_bench epmoe; } >"$LOGS/build.log" 2>&1; then
   tail -40 "$LOGS/build.log"; note "BUILD FAILED"; exit 1
 fi
 note "# build: $(( $(date +%s) - t0 )) s"
