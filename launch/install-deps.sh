@@ -3,7 +3,8 @@
 # a C++17 compiler, CMake, Ninja, Open MPI, HDF5 (serial or Open MPI build), OpenBLAS (CBLAS), Catch2, and the
 # Python packages the tests use to write independent fixture files (numpy, h5py, safetensors) and to plot
 # scaling results (matplotlib).
-# CUDA and NCCL are not installed here: the CUDA backend is built when nvcc and NCCL are already present.
+# CUDA and NCCL are not installed here: the CUDA backend is built when nvcc and NCCL are already present; then the
+# CUTLASS headers are fetched too (last section).
 set -euo pipefail
 
 need=()
