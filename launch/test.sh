@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Runs epmoe's whole test suite: installs what is missing, builds (warnings are errors), and runs CTest.
 # Unit tests, the layer against the float64 reference at 1-4 MPI ranks, the named regressions, the program's
-# CLI, the checkpoint I/O, and the GPU tests (these skip with code 77 where no GPU is visible).
+# CLI, the checkpoint I/O, and the GPU tests (these skip with code 77 where no GPU is visible). With the CUDA
+# backend it also compiles that backend once without the CUTLASS headers.
 #   EPMOE_BUILD_DIR   build folder (default: build-test)
 #   EPMOE_SANITIZE=1  also build with AddressSanitizer and run the tests labelled 'asan' there (CI does)
 #   EPMOE_PARALLEL_HDF5=1  also build against the Open MPI build of HDF5 (MPI-IO collective reads) and run the
@@ -15,6 +16,15 @@ bash "$root/launch/install-deps.sh"
 cmake -S "$root" -B "$build" -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo -DEPMOE_WERROR=ON
 cmake --build "$build" -j "$jobs"
 ctest --test-dir "$build" --output-on-failure -j "$jobs"
+
+if grep -q "^EPMOE_WITH_CUDA:BOOL=ON" "$build/CMakeCache.txt"; then
+  # The CUDA backend also builds without the CUTLASS headers (a machine without network, another CUTLASS layout):
+  # the library and the kernel tests, compiled only.
+  echo "# CUDA backend without CUTLASS: compile check"
+  cmake -S "$root" -B "$build-nocutlass" -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo -DEPMOE_WERROR=ON \
+        -DEPMOE_CUTLASS_DIR="$build-nocutlass/none"
+  cmake --build "$build-nocutlass" -j "$jobs" --target epmoe_cuda test_cuda_kernels
+fi
 
 if [ "${EPMOE_SANITIZE:-0}" = "1" ]; then
   echo "# AddressSanitizer build: tests labelled 'asan'"

@@ -6,9 +6,9 @@
 #include "check.cuh"
 #include "env.cuh"
 #include "gemm.cuh"
-#ifdef EPMOE_HAVE_CUTLASS
+// The declaration only (no CUTLASS header): ExpertGemm holds a unique_ptr to it in every build, and constructs one
+// only where EPMOE_HAVE_CUTLASS says the kernels were built.
 #include "cutlass_gemm.cuh"
-#endif
 
 namespace epmoe::cuda {
 
