@@ -1,8 +1,7 @@
 // The CUTLASS grouped GEMM of the experts (see cutlass_gemm.cuh): the host side. The kernels are in
 // cutlass_tile_*.cu, one tile configuration each. Compiled only where the CUTLASS headers were found
 // (EPMOE_HAVE_CUTLASS; gemm.cu refuses EPMOE_CUDA_EXPERT_GEMM=cutlass elsewhere).
-#include <cstdlib>
-#include <string>
+#include <vector>
 
 #include "cutlass_grouped.cuh"
 #include "env.cuh"
@@ -16,7 +15,7 @@ namespace {
 using Runner = std::size_t (*)(const Launch&, bool);
 
 Runner runner_of(CutlassTile tile) {
-  return tile == CutlassTile::M128N256C2 ? run_m128n256_c2x1 : run_m128n256_c1x1;
+  return tile == CutlassTile::M128N256C2 ? run_tile_128x256<2> : run_tile_128x256<1>;
 }
 
 CutlassSchedule schedule_from_env() {
@@ -40,31 +39,29 @@ CutlassGroupedGemm::CutlassGroupedGemm(int max_groups)
   // The workspace holds per-SM TMA descriptors: its size depends on the SM count and the group count, not on the
   // shapes, so it is sized once for max_groups.
   std::vector<unsigned char> host(block_bytes_, 0);
-  for (int g = 0; g < max_groups_; ++g) at<Shape3>(host.data(), BlockLayout(max_groups_).shapes)[g] = Shape3{1, 8, 8};
+  Shape3* shapes = at<Shape3>(host.data(), BlockLayout(max_groups_).shapes);
+  std::fill(shapes, shapes + max_groups_, Shape3{1, 8, 8});
   const Launch query{host.data(), host.data(), max_groups_, max_groups_, sm_count_, schedule_, nullptr, 0, nullptr};
   workspace_ =
       DeviceBuffer<unsigned char>(std::max<std::size_t>(runner_of(tile_)(query, true), 16), "cutlass_workspace");
 }
 
-bool CutlassGroupedGemm::supports(int n, int k, int ldx, int ldw, int ldo) {
-  return n % kAlign == 0 && k % kAlign == 0 && ldx % kAlign == 0 && ldw % kAlign == 0 && ldo % kAlign == 0;
+bool CutlassGroupedGemm::supports(const CutlassShape& s) {
+  return s.n % kAlign == 0 && s.k % kAlign == 0 && s.ldx % kAlign == 0 && s.ldw % kAlign == 0 && s.ldo % kAlign == 0;
 }
 
-void CutlassGroupedGemm::fill(void* host_block, int groups, const int* m, const bf16* const* x, const bf16* const* w,
-                              bf16* const* out, int n, int k, int ldx, int ldw, int ldo) const {
-  EPMOE_ASSERT(groups >= 0 && groups <= max_groups_, "CUTLASS grouped GEMM of ", groups, " groups, sized for ",
-               max_groups_);
+void CutlassGroupedGemm::set_group(void* host_block, int g, int m, const bf16* x, const bf16* w, bf16* out,
+                                   const CutlassShape& shape) const {
+  EPMOE_ASSERT(g >= 0 && g < max_groups_ && m > 0, "CUTLASS grouped GEMM: group ", g, " (of at most ", max_groups_,
+               ") with ", m, " rows");
   const BlockLayout l(max_groups_);
-  for (int g = 0; g < groups; ++g) {
-    EPMOE_ASSERT(m[g] > 0, "CUTLASS grouped GEMM: group ", g, " has ", m[g], " rows");
-    at<Shape3>(host_block, l.shapes)[g] = Shape3{m[g], n, k};
-    at<const bf16*>(host_block, l.a)[g] = x[g];
-    at<const bf16*>(host_block, l.b)[g] = w[g];
-    at<bf16*>(host_block, l.d)[g] = out[g];
-    at<Stride>(host_block, l.sa)[g] = Stride{static_cast<int64_t>(ldx), {}, {}};
-    at<Stride>(host_block, l.sb)[g] = Stride{static_cast<int64_t>(ldw), {}, {}};
-    at<Stride>(host_block, l.sd)[g] = Stride{static_cast<int64_t>(ldo), {}, {}};
-  }
+  at<Shape3>(host_block, l.shapes)[g] = Shape3{m, shape.n, shape.k};
+  at<const bf16*>(host_block, l.a)[g] = x;
+  at<const bf16*>(host_block, l.b)[g] = w;
+  at<bf16*>(host_block, l.d)[g] = out;
+  at<Stride>(host_block, l.sa)[g] = Stride{static_cast<int64_t>(shape.ldx), {}, {}};
+  at<Stride>(host_block, l.sb)[g] = Stride{static_cast<int64_t>(shape.ldw), {}, {}};
+  at<Stride>(host_block, l.sd)[g] = Stride{static_cast<int64_t>(shape.ldo), {}, {}};
 }
 
 void CutlassGroupedGemm::run(const void* device_block, const void* host_block, int groups, cudaStream_t stream) {

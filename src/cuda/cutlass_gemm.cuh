@@ -8,7 +8,6 @@
 #include <cuda_runtime.h>
 
 #include <cstddef>
-#include <memory>
 
 #include "kernels.cuh"
 
@@ -30,6 +29,11 @@ struct CutlassSchedule {
   int swizzle = 1;
 };
 
+// What every group of one GEMM shares: the widths and the leading dimensions.
+struct CutlassShape {
+  int n, k, ldx, ldw, ldo;
+};
+
 // One grouped GEMM's arguments in one block of memory, written on the host and used on the device after a copy:
 // problem shapes, pointer arrays and strides of up to max_groups groups. Its layout depends only on max_groups.
 class CutlassGroupedGemm {
@@ -40,10 +44,10 @@ class CutlassGroupedGemm {
   // Bytes of one argument block (a multiple of 16).
   std::size_t block_bytes() const { return block_bytes_; }
   // TMA needs 16-byte aligned rows: every leading dimension and k a multiple of 8 elements.
-  static bool supports(int n, int k, int ldx, int ldw, int ldo);
-  // Writes the arguments of `groups` groups into the host block; group g has m[g] > 0 rows.
-  void fill(void* host_block, int groups, const int* m, const bf16* const* x, const bf16* const* w, bf16* const* out,
-            int n, int k, int ldx, int ldw, int ldo) const;
+  static bool supports(const CutlassShape& shape);
+  // Writes group g's arguments into the host block: m > 0 rows of x (stride ldx) times w (stride ldw) into out.
+  void set_group(void* host_block, int g, int m, const bf16* x, const bf16* w, bf16* out,
+                 const CutlassShape& shape) const;
   // Launches the GEMM on `stream`: device_block is a copy of host_block (the host one gives the scheduler the
   // problem shapes; the kernel reads the device one).
   void run(const void* device_block, const void* host_block, int groups, cudaStream_t stream);

@@ -140,19 +140,20 @@ void launch(const Launch& l) {
   EPMOE_CUDA_LAUNCH_CHECK();
 }
 
-// One per tile configuration (cutlass_tile_*.cu): the workspace it needs (workspace == nullptr) or the launch.
-std::size_t run_m128n256_c1x1(const Launch& l, bool query);
-std::size_t run_m128n256_c2x1(const Launch& l, bool query);
+// The entry of one tile configuration: the workspace it needs (query) or the launch. Every configuration is
+// cooperative with 128 x 256 x 64 tiles (cutlass_gemm.cuh says why); ClusterM CTAs along M share the weights' tile.
+// Each is instantiated in its own translation unit (cutlass_tile_*.cu), so that they compile in parallel.
+template <int ClusterM>
+std::size_t run_tile_128x256(const Launch& l, bool query) {
+  using Gemm = typename GroupedGemm<cute::Shape<cute::_128, cute::_256, cute::_64>,
+                                    cute::Shape<cute::Int<ClusterM>, cute::_1, cute::_1>,
+                                    cutlass::gemm::KernelPtrArrayTmaWarpSpecializedCooperative,
+                                    cutlass::epilogue::PtrArrayTmaWarpSpecializedCooperative>::Gemm;
+  if (query) return workspace_bytes<Gemm>(l);
+  launch<Gemm>(l);
+  return 0;
+}
+extern template std::size_t run_tile_128x256<1>(const Launch&, bool);
+extern template std::size_t run_tile_128x256<2>(const Launch&, bool);
 
 }  // namespace epmoe::cuda::cutlass_detail
-
-// Defines the entry of one tile configuration.
-#define EPMOE_CUTLASS_TILE_CONFIG(name, Tile, Cluster, MainloopSchedule, EpilogueSchedule) \
-  namespace epmoe::cuda::cutlass_detail {                                                  \
-  std::size_t name(const Launch& l, bool query) {                                          \
-    using Gemm = GroupedGemm<Tile, Cluster, MainloopSchedule, EpilogueSchedule>::Gemm;     \
-    if (query) return workspace_bytes<Gemm>(l);                                            \
-    launch<Gemm>(l);                                                                       \
-    return 0;                                                                              \
-  }                                                                                        \
-  }

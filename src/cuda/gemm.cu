@@ -138,28 +138,19 @@ int ExpertGemm::plan(const std::vector<int>& offsets) {
 void ExpertGemm::prepare(const std::vector<ExpertLinear>& gemms) {
   EPMOE_ASSERT(gemms.size() <= static_cast<std::size_t>(kMaxGemms), "at most ", kMaxGemms, " expert GEMMs a layer");
   gemms_ = gemms;
-  const int groups = static_cast<int>(buckets_.size());
   for (std::size_t g = 0; g < gemms.size(); ++g) {
     const ExpertLinear& l = gemms[g];
     unsigned char* slot = host_.data() + slot_offset(static_cast<int>(g));
 #ifdef EPMOE_HAVE_CUTLASS
-    cutlass_ok_[g] = cutlass_ && CutlassGroupedGemm::supports(l.n, l.k, l.ldx, l.ldw, l.ldo);
+    const CutlassShape shape{l.n, l.k, l.ldx, l.ldw, l.ldo};
+    cutlass_ok_[g] = cutlass_ && CutlassGroupedGemm::supports(shape);
     if (cutlass_ok_[g]) {
       // One group per expert with pairs (a bucket each in this mode), largest first.
-      std::vector<int>& m = cutlass_m_;
-      m.resize(groups);
-      cutlass_x_.resize(groups);
-      cutlass_w_.resize(groups);
-      cutlass_out_.resize(groups);
-      for (int i = 0; i < groups; ++i) {
+      for (std::size_t i = 0; i < buckets_.size(); ++i) {
         const int e = order_[buckets_[i].first];
-        m[i] = buckets_[i].rows;
-        cutlass_x_[i] = l.x + static_cast<std::size_t>(base_[e]) * l.ldx;
-        cutlass_w_[i] = l.w + static_cast<std::size_t>(e) * l.n * l.ldw;
-        cutlass_out_[i] = l.out + static_cast<std::size_t>(base_[e]) * l.ldo;
+        cutlass_->set_group(slot, static_cast<int>(i), buckets_[i].rows, l.x_at(base_[e]), l.w_of(e),
+                            l.out_at(base_[e]), shape);
       }
-      cutlass_->fill(slot, groups, m.data(), cutlass_x_.data(), cutlass_w_.data(), cutlass_out_.data(), l.n, l.k,
-                     l.ldx, l.ldw, l.ldo);
       continue;
     }
     if (cutlass_ && !cutlass_fallback_logged_) {
@@ -170,15 +161,15 @@ void ExpertGemm::prepare(const std::vector<ExpertLinear>& gemms) {
                    l.n, l.k, l.ldx, l.ldw, l.ldo);
     }
 #endif
-    const void** a = reinterpret_cast<const void**>(slot);
+    const void** a = reinterpret_cast<const void**>(slot);  // A (weights), B (rows), C (outputs)
     const void** b = a + max_experts_;
     const void** c = b + max_experts_;
     for (std::size_t i = 0; i < order_.size(); ++i) {
       const int e = order_[i];
       // cuBLAS computes the column-major out^T = w . x^T (as linear_bf16): A = the expert's weights, B = its rows.
-      a[i] = l.w + static_cast<std::size_t>(e) * l.n * l.ldw;
-      b[i] = l.x + static_cast<std::size_t>(base_[e]) * l.ldx;
-      c[i] = l.out + static_cast<std::size_t>(base_[e]) * l.ldo;
+      a[i] = l.w_of(e);
+      b[i] = l.x_at(base_[e]);
+      c[i] = l.out_at(base_[e]);
     }
   }
   // The host buffer may be rewritten once this copy has run: the next plan() comes after the next layer's host
@@ -197,9 +188,10 @@ void ExpertGemm::run(int gemm) {
     return;
   }
 #endif
-  const void* const* a = reinterpret_cast<const void* const*>(device_.data() + slot_offset(gemm));
-  const void* const* b = a + max_experts_;
-  void* const* c = const_cast<void* const*>(b + max_experts_);
+  // The slot's pointer arrays on the device, as prepare() wrote them: A (weights), B (rows), C (outputs).
+  void* const* a = reinterpret_cast<void* const*>(device_.data() + slot_offset(gemm));
+  void* const* b = a + max_experts_;
+  void* const* c = b + max_experts_;
   const bool fan_out = !streams_.empty() && buckets_.size() > 1;
   load_.assign(fan_out ? streams_.size() : 1, 0);
   if (fan_out) {
@@ -216,9 +208,7 @@ void ExpertGemm::run(int gemm) {
     cublasHandle_t handle = fan_out ? handles_[lane]->get() : main_handle_;
     if (bucket.size == 1) {
       const int e = order_[bucket.first];
-      linear_bf16(handle, bucket.rows, l.n, l.k, l.x + static_cast<std::size_t>(base_[e]) * l.ldx, l.ldx,
-                  l.w + static_cast<std::size_t>(e) * l.n * l.ldw, l.ldw,
-                  l.out + static_cast<std::size_t>(base_[e]) * l.ldo, l.ldo);
+      linear_bf16(handle, bucket.rows, l.n, l.k, l.x_at(base_[e]), l.ldx, l.w_of(e), l.ldw, l.out_at(base_[e]), l.ldo);
       continue;
     }
     EPMOE_CUBLAS_CHECK(cublasGemmBatchedEx(handle, CUBLAS_OP_T, CUBLAS_OP_N, l.n, bucket.rows, l.k, &alpha,

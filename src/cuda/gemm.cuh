@@ -54,6 +54,10 @@ struct ExpertLinear {
   int ldw;
   bf16* out;
   int ldo;
+  // Expert e's operands: its weights, and its rows from layout row `base` on.
+  const bf16* w_of(int e) const { return w + static_cast<std::size_t>(e) * n * ldw; }
+  const bf16* x_at(int base) const { return x + static_cast<std::size_t>(base) * ldx; }
+  bf16* out_at(int base) const { return out + static_cast<std::size_t>(base) * ldo; }
 };
 
 // The grouped GEMM of the experts. Per layer: plan() from the per-expert pair offsets the host knows (the count
@@ -109,9 +113,6 @@ class ExpertGemm {
   std::unique_ptr<CutlassGroupedGemm> cutlass_;  // in mode Cutlass
   bool cutlass_ok_[kMaxGemms] = {};               // of the prepared GEMMs: which the CUTLASS GEMM takes
   bool cutlass_fallback_logged_ = false;
-  std::vector<int> cutlass_m_;  // prepare()'s workspace: rows and pointers of each group
-  std::vector<const bf16*> cutlass_x_, cutlass_w_;
-  std::vector<bf16*> cutlass_out_;
   PinnedBuffer<unsigned char> host_;
   DeviceBuffer<unsigned char> device_;
 };

@@ -426,15 +426,12 @@ TEST_CASE("the CUTLASS grouped GEMM equals the CPU product for ragged groups and
     unsetenv("EPMOE_CUDA_CUTLASS_SWIZZLE");
     DeviceBuffer<bf16> out(static_cast<std::size_t>(rows) * ldo);
     poison(out);
-    std::vector<const bf16*> xp(groups), wp(groups);
-    std::vector<bf16*> op(groups);
-    for (int g = 0; g < groups; ++g) {
-      xp[g] = d_x.data() + static_cast<std::size_t>(first[g]) * ldx;
-      wp[g] = d_w.data() + static_cast<std::size_t>(g) * n * ldw;
-      op[g] = out.data() + static_cast<std::size_t>(first[g]) * ldo;
-    }
+    const cuda::CutlassShape shape{n, k, ldx, ldw, ldo};
     std::vector<unsigned char> host(gemm.block_bytes());
-    gemm.fill(host.data(), groups, m.data(), xp.data(), wp.data(), op.data(), n, k, ldx, ldw, ldo);
+    for (int g = 0; g < groups; ++g)
+      gemm.set_group(host.data(), g, m[g], d_x.data() + static_cast<std::size_t>(first[g]) * ldx,
+                     d_w.data() + static_cast<std::size_t>(g) * n * ldw,
+                     out.data() + static_cast<std::size_t>(first[g]) * ldo, shape);
     DeviceBuffer<unsigned char> device(host.size());
     EPMOE_CUDA_CHECK(cudaMemcpy(device.data(), host.data(), host.size(), cudaMemcpyHostToDevice));
     gemm.run(device.data(), host.data(), groups, nullptr);
@@ -461,8 +458,8 @@ TEST_CASE("the CUTLASS grouped GEMM equals the CPU product for ragged groups and
     INFO("tile " << tile << ": worst group rel_l2 " << worst);
     CHECK(worst <= 3e-3);
     CHECK(untouched);
-    CHECK(cuda::CutlassGroupedGemm::supports(n, k, ldx, ldw, ldo));
-    CHECK_FALSE(cuda::CutlassGroupedGemm::supports(n, 180, ldx, ldw, ldo));
+    CHECK(cuda::CutlassGroupedGemm::supports(shape));
+    CHECK_FALSE(cuda::CutlassGroupedGemm::supports(cuda::CutlassShape{n, 180, ldx, ldw, ldo}));
   }
 }
 #endif
