@@ -18,6 +18,9 @@ struct PhaseTimes {
   // Parts of dispatch and combine: the payload all-to-all alone (rows, and the pair metadata of the dispatch),
   // without the layout, the pack, the count exchange or the home-rank sum. Zero in allreduce mode.
   double dispatch_exchange = 0, combine_exchange = 0;
+  // Part of dispatch: from its start until every rank's counts are known (the layout kernels and the count
+  // exchange, including the wait for the slowest rank's routing).
+  double dispatch_counts = 0;
   // Part of experts: the two grouped GEMMs with the bias and activation between them, without ordering the pairs by
   // expert, gathering their rows or the weighted sum (the part a dense GEMM of the same shape is the ceiling of).
   double expert_gemms = 0;

@@ -62,6 +62,7 @@ class CudaLayer final : public LayerRunner {
     s.pairs_processed = stages_->last_pairs;
     s.gemm_rows = stages_->expert_gemm().rows();
     s.gemm_buckets = stages_->expert_gemm().buckets();
+    s.symmetric_dispatch = stages_->symmetric_dispatch();
     s.device_bytes = stages_->device_bytes();
     s.weight_bytes = stages_->weight_bytes();
     return s;

@@ -95,7 +95,35 @@ CudaStages::CudaStages(const ModelConfig& model, const UnpadPlan& plan, Placemen
   counts_ = DeviceBuffer<int>(2 * count_entries, "counts");
   local_counts_ = DeviceBuffer<int>(std::max(1, max_local_), "local_counts");
   counts_host_.reserve(2 * count_entries);
+  make_symmetric_dispatch(max_tokens);
+  if (symmetric_ && model.has_shared()) {
+    // The shared expert's GEMMs overlap the dispatch and fill every SM block by block; the dispatch's small kernels
+    // would wait for their blocks to finish, and every rank waits for the slowest one's counts. Leave them SMs.
+    int device = 0, sms = 0;
+    EPMOE_CUDA_CHECK(cudaGetDevice(&device));
+    EPMOE_CUDA_CHECK(cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, device));
+    const int reserve = env_int("EPMOE_CUDA_SHARED_SM_RESERVE", 16, 0, sms - 1);
+    if (reserve > 0) EPMOE_CUBLAS_CHECK(cublasSetSmCountTarget(side_cublas_.get(), sms - reserve));
+  }
   reserve_tokens(max_tokens);
+}
+
+void CudaStages::make_symmetric_dispatch(int max_tokens) {
+  const int choice = env_choice("EPMOE_CUDA_DISPATCH", {"auto", "nccl", "symmetric"});
+  if (plan_.shape.mode != Mode::AllToAll || choice == 1) return;
+  std::string why;
+  // Collective decision: a window is registered by all ranks or by none.
+  const bool here = SymmetricDispatch::available(nccl_, &why);
+  const bool everywhere = comm_.max(here ? 0.0 : 1.0) == 0.0;
+  if (!everywhere) {
+    if (why.empty()) why = "another rank cannot reach every rank's GPU memory by load/store";
+    EPMOE_REQUIRE(choice != 2, ErrorKind::Usage, "EPMOE_CUDA_DISPATCH=symmetric: ", why,
+                  "; use EPMOE_CUDA_DISPATCH=nccl (or auto)");
+    if (comm_.rank() == 0) std::fprintf(stderr, "# epmoe cuda: dispatch over NCCL send/recv: %s\n", why.c_str());
+    return;
+  }
+  symmetric_ = std::make_unique<SymmetricDispatch>(comm_, nccl_, plan_.shape.expert_width, model_.top_k, max_local_,
+                                                   max_tokens);
 }
 
 void CudaStages::reserve_tokens(int tokens) {
@@ -126,14 +154,18 @@ void CudaStages::reserve_tokens(int tokens) {
     shared_h_.reserve(T * parts * weights_.shared_inter, false);
     shared_a_.reserve(T * weights_.shared_inter, false);
   }
-  send_rows_.reserve(T * fanout * Din, false);
-  send_meta_.reserve(T * fanout * 2 * K, false);
+  if (!symmetric_) {  // the symmetric dispatch writes straight into the receivers' windows
+    send_rows_.reserve(T * fanout * Din, false);
+    send_meta_.reserve(T * fanout * 2 * K, false);
+  }
   back_.reserve(T * fanout * Din, false);
   // Expected traffic with balanced routing; larger batches grow these with a log line.
   const std::size_t rows = plan_.shape.mode == Mode::AllToAll ? T * fanout : T;
   const std::size_t pairs = T * K;
-  recv_rows_.reserve(rows * Din, false);
-  recv_meta_.reserve(rows * 2 * K, false);
+  if (!symmetric_) {  // the symmetric dispatch receives into its window
+    recv_rows_.reserve(rows * Din, false);
+    recv_meta_.reserve(rows * 2 * K, false);
+  }
   partial_.reserve(rows * Din, false);
   pair_pos_.reserve(rows * K, false);
   // The experts' GEMM rows: the pairs with room for the grouped layout (ExpertGemm: some padding, or up to 128 rows
@@ -172,7 +204,7 @@ std::size_t CudaStages::device_bytes() const {
          shared_a_.bytes() + send_rows_.bytes() + send_meta_.bytes() + back_.bytes() + recv_rows_.bytes() +
          recv_meta_.bytes() + partial_.bytes() + pair_pos_.bytes() + row_expert_.bytes() + x_sorted_.bytes() +
          h_.bytes() + a_.bytes() + y_.bytes() + cub_temp_.bytes() + counts_.bytes() + local_counts_.bytes() +
-         owner_.bytes() + local_.bytes();
+         owner_.bytes() + local_.bytes() + (symmetric_ ? symmetric_->bytes() : 0);
 }
 
 CudaStages::Rows CudaStages::stage_input(const Matrix<float>& x) {
@@ -200,6 +232,7 @@ void CudaStages::fetch_output(const Rows& out, Matrix<float>& result, epmoe::Rou
                                      routing.weights.size() * sizeof(float), cudaMemcpyDeviceToHost, stream()));
   }
   EPMOE_CUDA_CHECK(cudaStreamSynchronize(stream()));
+  if (symmetric_) symmetric_->check_timeouts();
   clock_.collect();
 }
 
@@ -261,40 +294,35 @@ CudaStages::Batch CudaStages::dispatch(const Rows& xr, const Routing& routing) {
   EPMOE_ASSERT(Din == plan_.shape.expert_width, "dispatch width ", Din, " instead of the unpadded ",
                plan_.shape.expert_width);
   cudaStream_t s = stream();
+  if (symmetric_) symmetric_->begin_forward(T, s);  // host only: the ranks agree on the window's size
   const std::size_t entries = static_cast<std::size_t>(R) * stride;
   int* counts_send = counts_.data();
+  const int counts_slot = clock_.begin(&PhaseTimes::dispatch_counts, s);
   // Layout: which (rank, token) rows exist, where each goes in the send buffer, and the counts to exchange.
   EPMOE_CUDA_CHECK(cudaMemsetAsync(counts_send, 0, entries * sizeof(int), s));
   dispatch_flags(routing.ids, T, K, owner_.data(), local_.data(), R, max_local_, flags_.data(), counts_send, s);
   exclusive_scan(flags_.data(), positions_.data(), R * T, cub_temp_, s);
   rank_row_counts(flags_.data(), positions_.data(), T, R, max_local_, counts_send, s);
-  // The pack runs on its own stream, beside the count exchange and while the host waits for the counts.
-  layout_ready_.record(s);
-  EPMOE_CUDA_CHECK(cudaStreamWaitEvent(pack_stream_.get(), layout_ready_.get(), 0));
-  pack_dispatch(xr.data, Din, routing.ids, routing.weights, T, K, owner_.data(), local_.data(), R, flags_.data(),
-                positions_.data(), send_rows_.data(), send_meta_.data(), pack_stream_.get());
-  packed_.record(pack_stream_.get());
-  // The count exchange: the one host synchronization of the layer. Over MPI (the default): the sent counts come
-  // to the host and the ranks swap them there, a few microseconds where an NCCL all-to-all of a few hundred bytes
-  // and its copy back take tens (EPMOE_CUDA_COUNT_EXCHANGE=nccl keeps that path for comparison).
+
+  // The counts on the host: `sent` [R, stride] of this rank, `got` [R, stride] from each rank.
   int* sent = counts_host_.data();
   int* got = sent + entries;
-  const bool on_device = count_exchange_ == CountExchange::Nccl;
-  if (on_device) {
-    const std::vector<std::size_t> per_rank(R, static_cast<std::size_t>(stride));
-    nccl_.alltoallv_group(std::vector<NcclComm::Exchange>{make_exchange(counts_.contiguous_const(entries),
-                                                                        counts_.contiguous(entries, entries),
-                                                                        per_rank, per_rank)},
-                          s);
+  if (symmetric_) {
+    // Counts and rows go straight into the receivers' windows; the host waits for the counts while the rows move.
+    symmetric_->exchange_counts(counts_send, s);
+    clock_.end(counts_slot, s);
+    {
+      StageTimer exchange(clock_, &PhaseTimes::dispatch_exchange, s);
+      symmetric_->push(xr.data, routing.ids, routing.weights, T, owner_.data(), local_.data(), flags_.data(),
+                       positions_.data(), s);
+    }
+    const int* all = symmetric_->host_counts();  // [source, destination, stride]: the layer's one host sync
+    const int me = comm_.rank();
+    std::copy(all + me * entries, all + (me + 1) * entries, sent);
+    for (int r = 0; r < R; ++r) std::copy_n(all + (static_cast<std::size_t>(r) * R + me) * stride, stride, got + r * stride);
+  } else {
+    exchange_counts_host(xr, routing, sent, got, counts_slot);
   }
-  EPMOE_CUDA_CHECK(cudaMemcpyAsync(sent, counts_send, (on_device ? 2 : 1) * entries * sizeof(int),
-                                   cudaMemcpyDeviceToHost, s));
-  counts_ready_.record(s);
-  EPMOE_CUDA_CHECK(cudaStreamWaitEvent(s, packed_.get(), 0));
-  EPMOE_CUDA_CHECK(cudaEventSynchronize(counts_ready_.get()));
-  if (!on_device)
-    comm_.alltoall(Contiguous<const int>::from_contiguous_storage(sent, entries),
-                   Contiguous<int>::from_contiguous_storage(got, entries), stride);
 
   Batch b;
   b.home_tokens = T;
@@ -310,6 +338,15 @@ CudaStages::Batch CudaStages::dispatch(const Rows& xr, const Routing& routing) {
     for (int j = 0; j < weights_.num_local; ++j) expert_counts[j] += got[r * stride + 1 + j];
   }
   b.expert_offsets = offsets_from_counts(expert_counts.data());
+  last_dispatch_bytes = sent_rows * (Din * sizeof(bf16) + 2 * K * sizeof(int));
+  last_rows_received = received;
+  if (symmetric_) {
+    EPMOE_ASSERT(received <= symmetric_->layout().row_capacity, "received ", received, " rows, window holds ",
+                 symmetric_->layout().row_capacity);
+    b.rows = Rows{const_cast<bf16*>(symmetric_->rows()), static_cast<int>(received), Din};
+    b.meta = symmetric_->meta();
+    return b;
+  }
   if (recv_rows_.size() < received * Din) recv_rows_.reserve(with_headroom(received) * Din);
   if (recv_meta_.size() < received * 2 * K) recv_meta_.reserve(with_headroom(received) * 2 * K);
   // The payload: rows and their pairs in one NCCL group.
@@ -332,9 +369,40 @@ CudaStages::Batch CudaStages::dispatch(const Rows& xr, const Routing& routing) {
   }
   b.rows = Rows{recv_rows_.data(), static_cast<int>(received), Din};
   b.meta = recv_meta_.data();
-  last_dispatch_bytes = sent_rows * (Din * sizeof(bf16) + 2 * K * sizeof(int));
-  last_rows_received = received;
   return b;
+}
+
+void CudaStages::exchange_counts_host(const Rows& xr, const Routing& routing, int* sent, int* got, int counts_slot) {
+  const int T = xr.rows, Din = xr.cols, K = model_.top_k, R = comm_.size(), stride = 1 + max_local_;
+  const std::size_t entries = static_cast<std::size_t>(R) * stride;
+  cudaStream_t s = stream();
+  int* counts_send = counts_.data();
+  // The pack runs on its own stream, beside the count exchange and while the host waits for the counts.
+  layout_ready_.record(s);
+  EPMOE_CUDA_CHECK(cudaStreamWaitEvent(pack_stream_.get(), layout_ready_.get(), 0));
+  pack_dispatch(xr.data, Din, routing.ids, routing.weights, T, K, owner_.data(), local_.data(), R, flags_.data(),
+                positions_.data(), send_rows_.data(), send_meta_.data(), pack_stream_.get());
+  packed_.record(pack_stream_.get());
+  // The count exchange: the one host synchronization of the layer. Over MPI (the default): the sent counts come
+  // to the host and the ranks swap them there, a few microseconds where an NCCL all-to-all of a few hundred bytes
+  // and its copy back take tens (EPMOE_CUDA_COUNT_EXCHANGE=nccl keeps that path for comparison).
+  const bool on_device = count_exchange_ == CountExchange::Nccl;
+  if (on_device) {
+    const std::vector<std::size_t> per_rank(R, static_cast<std::size_t>(stride));
+    nccl_.alltoallv_group(std::vector<NcclComm::Exchange>{make_exchange(counts_.contiguous_const(entries),
+                                                                        counts_.contiguous(entries, entries),
+                                                                        per_rank, per_rank)},
+                          s);
+  }
+  EPMOE_CUDA_CHECK(cudaMemcpyAsync(sent, counts_send, (on_device ? 2 : 1) * entries * sizeof(int),
+                                   cudaMemcpyDeviceToHost, s));
+  clock_.end(counts_slot, s);
+  counts_ready_.record(s);
+  EPMOE_CUDA_CHECK(cudaStreamWaitEvent(s, packed_.get(), 0));
+  EPMOE_CUDA_CHECK(cudaEventSynchronize(counts_ready_.get()));
+  if (!on_device)
+    comm_.alltoall(Contiguous<const int>::from_contiguous_storage(sent, entries),
+                   Contiguous<int>::from_contiguous_storage(got, entries), stride);
 }
 
 CudaStages::Batch CudaStages::select_local(const Rows& xr, const Routing& routing) {

@@ -18,6 +18,7 @@
 #include "kernels.cuh"
 #include "nccl_comm.cuh"
 #include "resources.cuh"
+#include "symmetric_dispatch.cuh"
 
 namespace epmoe::cuda {
 
@@ -103,16 +104,22 @@ class CudaStages {
   PhaseClock& clock() { return clock_; }
   std::size_t device_bytes() const;
   std::size_t weight_bytes() const { return weights_.bytes(); }
+  bool symmetric_dispatch() const { return symmetric_ != nullptr; }
   std::size_t last_dispatch_bytes = 0, last_combine_bytes = 0, last_rows_received = 0, last_pairs = 0;
   const ExpertGemm& expert_gemm() const { return *expert_gemm_; }
 
  private:
   void reserve_tokens(int tokens);
+  // The symmetric dispatch where EPMOE_CUDA_DISPATCH and the machine allow it (collective).
+  void make_symmetric_dispatch(int max_tokens);
   // Room for `rows` rows of the experts' GEMM buffers (x_sorted, h, a, y); a new x_sorted is zeroed on `stream`, so
   // that the padding rows of the grouped layout read defined values.
   void reserve_gemm_rows(std::size_t rows, bool log, cudaStream_t stream);
   // The shared expert's GEMMs and activation on `stream` with `handle`, into `out` [T, D].
   void run_shared_expert(const Rows& x, bf16* out, cublasHandle_t handle, cudaStream_t stream);
+  // The dispatch's counts through the host (EPMOE_CUDA_DISPATCH=nccl): the pack on its own stream, the count
+  // exchange (MPI or NCCL), the host waits; fills sent/got [R, 1 + max_local]; ends the clock's counts_slot.
+  void exchange_counts_host(const Rows& xr, const Routing& routing, int* sent, int* got, int counts_slot);
   // Pair ordering by local expert and the host offsets from per-expert counts (shared by both modes).
   std::vector<int> offsets_from_counts(const int* counts) const;
 
@@ -121,6 +128,9 @@ class CudaStages {
   const NcclComm& nccl_;
   MpiComm comm_;  // rank, size and the count exchange (a copy of the handle: the communicator outlives the layer)
   CountExchange count_exchange_;
+  // EPMOE_CUDA_DISPATCH = auto (symmetric where every rank is reachable by load/store) | nccl | symmetric: with
+  // it, the dispatch writes into the receivers' NCCL symmetric windows; without, grouped ncclSend/ncclRecv.
+  std::unique_ptr<SymmetricDispatch> symmetric_;
   ExpertPlacement placement_;
   int max_local_;
   DeviceWeights weights_;

@@ -93,10 +93,10 @@ int run(const Args& args, const epmoe::MpiComm& comm) {
   // combine_crit, combine_a2a_crit: the combine on the rank whose expert phase was the slowest in that forward (it
   // waits for no other rank's experts: the combine without the routing imbalance).
   enum {
-    kRoute, kDispatch, kDispatchX, kExperts, kExpertGemms, kCombine, kCombineX, kCombineCrit, kCombineXCrit, kShared,
+    kRoute, kDispatch, kDispatchX, kDispatchCounts, kExperts, kExpertGemms, kCombine, kCombineX, kCombineCrit, kCombineXCrit, kShared,
     kLatent, kTotal, kPhases
   };
-  const char* names[kPhases] = {"route",       "dispatch",     "dispatch_a2a",     "experts", "expert_gemms",
+  const char* names[kPhases] = {"route",       "dispatch",     "dispatch_a2a", "dispatch_counts", "experts", "expert_gemms",
                                 "combine",     "combine_a2a",  "combine_crit",     "combine_a2a_crit",
                                 "shared",      "latent",       "total"};
   std::vector<std::vector<double>> samples(kPhases);
@@ -114,7 +114,7 @@ int run(const Args& args, const epmoe::MpiComm& comm) {
     MPI_Allreduce(&mine, &slowest, 1, MPI_DOUBLE_INT, MPI_MAXLOC, comm.handle());
     double crit[2] = {t.combine, t.combine_exchange};
     MPI_Bcast(crit, 2, MPI_DOUBLE, slowest.r, comm.handle());
-    const double v[kPhases] = {t.route,   t.dispatch,         t.dispatch_exchange, t.experts, t.expert_gemms,
+    const double v[kPhases] = {t.route,   t.dispatch,         t.dispatch_exchange, t.dispatch_counts, t.experts, t.expert_gemms,
                                t.combine, t.combine_exchange, crit[0],             crit[1],   t.shared,
                                t.latent,  t.total};
     for (int p = 0; p < kPhases; ++p)
@@ -183,6 +183,9 @@ int run(const Args& args, const epmoe::MpiComm& comm) {
     std::printf("# expert GEMMs (EPMOE_CUDA_EXPERT_GEMM %s): at most %.0f rows computed for %.0f pairs on a rank, at "
                 "most %.0f GEMM calls per weight matrix\n",
                 gemm_mode ? gemm_mode : "unset", max_gemm_rows, max_pairs, max_buckets);
+    std::printf("# dispatch: %s\n", stats.symmetric_dispatch
+                                         ? "symmetric (kernels write into the receivers' NCCL symmetric windows)"
+                                         : "NCCL grouped send/recv, counts through the host");
     std::printf("%-17s %10s %12s %12s %8s\n", "phase", "time", "achieved", "ceiling", "of_ceil");
     std::printf("%-17s %10s %12s %12s %8s\n", "", "ms", "", "", "%");
     for (int p = 0; p < kPhases; ++p) {
@@ -215,7 +218,8 @@ int run(const Args& args, const epmoe::MpiComm& comm) {
       std::ofstream j(args.json);
       j << "{\"command\": \"" << args.command << "\", \"device\": \"" << devices[0] << "\", \"ranks\": " << comm.size()
         << ", \"preset\": \"" << args.preset << "\", \"mode\": \"" << to_string(args.mode) << "\", \"pad\": " << args.pad
-        << ", \"tokens_per_rank\": " << args.tokens << ", \"iters\": " << args.iters << ", \"median_ms\": {";
+        << ", \"tokens_per_rank\": " << args.tokens << ", \"dispatch\": \""
+        << (stats.symmetric_dispatch ? "symmetric" : "nccl") << "\"" << ", \"iters\": " << args.iters << ", \"median_ms\": {";
       for (int p = 0; p < kPhases; ++p) j << (p ? ", " : "") << "\"" << names[p] << "\": " << med[p] * 1e3;
       j << "}, \"expert_tflops\": " << expert_tflops << ", \"expert_gemms_tflops\": " << gemm_tflops
         << ", \"combine_crit_gbps\": " << combine_crit_gbps << ", \"combine_a2a_crit_gbps\": " << combine_a2a_crit_gbps << ", \"gemm_ceiling_tflops\": " << ceil.gemm_tflops()

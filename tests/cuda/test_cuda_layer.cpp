@@ -136,16 +136,21 @@ TEST_CASE("CUDA layer equals the float64 reference and the CPU backend for every
         parallel.placement = pad ? Placement::RoundRobin : Placement::Linear;
         const char* gemm =
             gemms[(preset_index + (mode == Mode::AllReduce ? 1 : 0) + (pad ? 1 : 0)) % gemms.size()].c_str();
+        // alltoall: the two dispatches in turn over pad and preset (allreduce has no dispatch).
+        const char* dispatch =
+            mode == Mode::AllReduce ? "-" : ((preset_index + (pad ? 1 : 0)) % 2 ? "nccl" : "symmetric");
         setenv("EPMOE_CUDA_EXPERT_GEMM", gemm, 1);
+        if (mode == Mode::AllToAll) setenv("EPMOE_CUDA_DISPATCH", dispatch, 1);
         const Outcome o = run_case(model, parallel, comm, seed);
         unsetenv("EPMOE_CUDA_EXPERT_GEMM");
+        unsetenv("EPMOE_CUDA_DISPATCH");
         if (comm.rank() == 0)
-          std::printf("# ranks=%d %-14s %-9s pad=%-3d placement=%-11s gemm=%-7s gpu-vs-f64: %s | gpu-vs-cpu "
-                      "rel_l2=%.3g topk_differ=%ld\n",
-                      comm.size(), name.c_str(), to_string(mode), pad, to_string(parallel.placement), gemm,
+          std::printf("# ranks=%d %-14s %-9s pad=%-3d placement=%-11s gemm=%-7s dispatch=%-9s gpu-vs-f64: %s | "
+                      "gpu-vs-cpu rel_l2=%.3g topk_differ=%ld\n",
+                      comm.size(), name.c_str(), to_string(mode), pad, to_string(parallel.placement), gemm, dispatch,
                       o.gpu.describe().c_str(), o.gpu_vs_cpu, o.cpu_gpu_topk_differ);
-        INFO(name << " " << to_string(mode) << " pad " << pad << " gemm " << gemm << " ranks " << comm.size()
-                  << ": " << o.gpu.describe() << " plan: " << o.plan);
+        INFO(name << " " << to_string(mode) << " pad " << pad << " gemm " << gemm << " dispatch " << dispatch
+                  << " ranks " << comm.size() << ": " << o.gpu.describe() << " plan: " << o.plan);
         CHECK(o.gpu.passed(kTolerance));
         CHECK(o.gpu_vs_cpu <= kTolerance);
         CHECK(o.deterministic);
@@ -230,6 +235,57 @@ TEST_CASE("Grouped expert GEMMs under skewed routing (several buckets) equal the
     }
   }
   CHECK(most_buckets > 1);
+}
+
+TEST_CASE("The symmetric dispatch equals the NCCL dispatch over forwards of changing sizes", "[cuda][layer][dispatch]") {
+  const MpiComm comm;
+  const std::uint64_t seed = fresh_seed(comm, "symmetric dispatch");
+  // deepseek-mini: shared expert beside the dispatch, grouped router; gpt-oss-mini: width 180 (rows of 360 bytes,
+  // not 16-byte multiples). Per forward the ranks hold different token counts, one forward leaves rank 1 (or the
+  // only rank) without tokens, and one exceeds max_tokens: every window grows, collectively.
+  for (const std::string name : {"deepseek-mini", "gpt-oss-mini"}) {
+    const ModelConfig model = make_preset(name);
+    ParallelConfig parallel;
+    parallel.mode = Mode::AllToAll;
+    LayerWeights full = generate_layer_weights(model, seed, 0, all_experts(model));
+    round_gpu_weights(full);
+    const ExpertPlacement placement(model.num_experts, comm.size(), parallel.placement);
+    const LayerWeights shard = slice_experts(model, full, placement.experts_of(comm.rank()));
+    CudaOptions options;
+    options.max_tokens = 48;
+    setenv("EPMOE_CUDA_DISPATCH", "nccl", 1);
+    auto by_nccl = make_cuda_layer(model, parallel, comm, shard, options);
+    setenv("EPMOE_CUDA_DISPATCH", "symmetric", 1);
+    auto by_window = make_cuda_layer(model, parallel, comm, shard, options);
+    unsetenv("EPMOE_CUDA_DISPATCH");
+    CHECK_FALSE(cuda_layer_stats(*by_nccl).symmetric_dispatch);
+    CHECK(cuda_layer_stats(*by_window).symmetric_dispatch);
+    const int sizes[] = {40, 0, 48, 150, 7, 150};
+    for (int f = 0; f < 6; ++f) {
+      const int T = sizes[f] == 0 ? (comm.rank() == std::min(1, comm.size() - 1) ? 0 : 30) : sizes[f] + 5 * comm.rank();
+      const long first = 100000L * f + 1000L * comm.rank();  // distinct tokens everywhere
+      Matrix<float> x = generate_tokens(T, model.hidden_size, seed ^ 0xd15ull, first);
+      round_bf16(x);
+      const Matrix<float> y_nccl = by_nccl->forward(x);
+      const Matrix<float> y_window = by_window->forward(x);
+      const double differ = comm.max(T ? rel_l2(y_window.data(), y_nccl.data(), y_nccl.size()) : 0.0);
+      const Matrix<float> all_x = comm.gather_rows(x, 0);
+      const Matrix<float> all_y = comm.gather_rows(y_window, 0);
+      const Matrix<int> all_ids = comm.gather_rows(by_window->last_routing().ids, 0);
+      double vs_reference = 0;
+      if (comm.rank() == 0) {
+        const VerifyReport r = verify_layer(model, full, all_x, all_y, all_ids, 1e-4, true);
+        vs_reference = r.passed(kTolerance) ? r.rel_l2_error : -1.0;
+      }
+      MPI_Bcast(&vs_reference, 1, MPI_DOUBLE, 0, comm.handle());
+      if (comm.rank() == 0)
+        std::printf("# ranks=%d %-13s forward %d, %d tokens on rank 0: symmetric vs nccl rel_l2 %.3g, vs f64 %.3g\n",
+                    comm.size(), name.c_str(), f, T, differ, vs_reference);
+      INFO(name << " forward " << f << " ranks " << comm.size());
+      CHECK(differ == 0.0);  // the same rows in the same order: the same arithmetic
+      CHECK(vs_reference >= 0);
+    }
+  }
 }
 
 TEST_CASE("Device-generated synthetic weights equal generate_layer_weights()", "[cuda][synthetic]") {

@@ -1,0 +1,311 @@
+#include "symmetric_dispatch.cuh"
+
+#include <nccl_device.h>
+
+#include <algorithm>
+#include <cstdio>
+
+#include "epmoe/error.hpp"
+
+namespace epmoe::cuda {
+namespace {
+
+constexpr std::size_t kAlign = 4096;  // NCCL_WIN_REQUIRED_ALIGNMENT; every part of the window starts on it
+constexpr int kPushThreads = 256;
+constexpr int kMaxRanks = 4096;       // the push keeps one offset per destination in shared memory (32 KiB)
+constexpr std::uint64_t kTimeoutNs = 60ull * 1000 * 1000 * 1000;
+constexpr int kPayloadWait = 1000;    // timeout code offset: counts wait < 1000 <= payload wait
+
+std::size_t round_up(std::size_t n, std::size_t a) { return (n + a - 1) / a * a; }
+
+__device__ __forceinline__ std::uint64_t load_acquire_sys(const std::uint64_t* p) {
+  std::uint64_t v;
+  asm volatile("ld.acquire.sys.global.u64 %0, [%1];" : "=l"(v) : "l"(p) : "memory");
+  return v;
+}
+
+__device__ __forceinline__ void store_release_sys(std::uint64_t* p, std::uint64_t v) {
+  asm volatile("st.release.sys.global.u64 [%0], %1;" ::"l"(p), "l"(v) : "memory");
+}
+
+__device__ __forceinline__ std::uint64_t global_ns() {
+  std::uint64_t t;
+  asm volatile("mov.u64 %0, %%globaltimer;" : "=l"(t));
+  return t;
+}
+
+// flags part of a window: [2][R] u64: counts arrived from rank r, rows arrived from rank r.
+__device__ __forceinline__ std::uint64_t* count_flags(char* window, const SymmetricLayout& L) {
+  return reinterpret_cast<std::uint64_t*>(window + L.flags);
+}
+__device__ __forceinline__ std::uint64_t* payload_flags(char* window, const SymmetricLayout& L) {
+  return count_flags(window, L) + L.ranks;
+}
+__device__ __forceinline__ int* mailbox_slot(char* window, const SymmetricLayout& L, std::uint64_t epoch) {
+  return reinterpret_cast<int*>(window + L.mailbox) + (epoch & 1) * L.mailbox_ints();
+}
+
+__global__ void peer_bases_kernel(ncclWindow_t window, int ranks, char** peers) {
+  const int r = blockIdx.x * blockDim.x + threadIdx.x;
+  if (r < ranks) peers[r] = static_cast<char*>(ncclGetPeerPointer(window, 0, r));
+}
+
+// 1: this rank's counts [R, stride] into row `me` of every rank's mailbox slot, then their count flags.
+__global__ void post_counts_kernel(const int* __restrict__ sent, char* const* __restrict__ peers, SymmetricLayout L,
+                                   int me, std::uint64_t epoch) {
+  const int n = L.ranks * L.stride;
+  for (int d = 0; d < L.ranks; ++d) {
+    int* row = mailbox_slot(peers[d], L, epoch) + static_cast<std::size_t>(me) * n;
+    for (int i = threadIdx.x; i < n; i += blockDim.x) row[i] = sent[i];
+  }
+  __threadfence_system();
+  __syncthreads();
+  for (int d = threadIdx.x; d < L.ranks; d += blockDim.x) store_release_sys(count_flags(peers[d], L) + me, epoch);
+}
+
+// 2 and 4: until flags[r] >= epoch for every rank r (acquire). After 60 s it gives up, records which rank it waited
+// for in the mapped word (the host turns that into an error) and returns.
+__global__ void wait_flags_kernel(const std::uint64_t* flags, int ranks, std::uint64_t epoch, int code,
+                                  int* timeout) {
+  for (int r = threadIdx.x; r < ranks; r += blockDim.x) {
+    const std::uint64_t start = global_ns();
+    while (load_acquire_sys(flags + r) < epoch) {
+      if (*reinterpret_cast<volatile int*>(timeout) != 0) return;
+      if (global_ns() - start > kTimeoutNs) {
+        atomicCAS(timeout, 0, code + 1 + r);
+        __threadfence_system();
+        return;
+      }
+      __nanosleep(64);
+    }
+  }
+}
+
+// The warp copies n bf16 elements; 16-byte accesses when both rows allow them.
+__device__ __forceinline__ void warp_copy_row(bf16* __restrict__ dst, const bf16* __restrict__ src, int n, int lane) {
+  if ((n & 7) == 0 && (reinterpret_cast<std::uintptr_t>(dst) & 15) == 0 &&
+      (reinterpret_cast<std::uintptr_t>(src) & 15) == 0) {
+    const uint4* s = reinterpret_cast<const uint4*>(src);
+    uint4* d = reinterpret_cast<uint4*>(dst);
+    for (int i = lane; i < n / 8; i += 32) d[i] = s[i];
+  } else {
+    for (int i = lane; i < n; i += 32) dst[i] = src[i];
+  }
+}
+
+// 3: a warp per (token, destination) row, destinations innermost (a token's row is read once from L2 for all of
+// them). Row p of this rank for destination d goes to d's window at base[d] + p, base[d] = the rows that lower ranks
+// send to d (from the mailbox, step 2 complete). The last block raises the payload flags.
+__global__ void push_kernel(const bf16* __restrict__ xr, const int* __restrict__ ids,
+                            const float* __restrict__ weights, int T, const int* __restrict__ owner,
+                            const int* __restrict__ local, const int* __restrict__ flags,
+                            const int* __restrict__ positions, char* const* __restrict__ peers, SymmetricLayout L,
+                            int me, std::uint64_t epoch, unsigned int* ticket) {
+  extern __shared__ std::size_t base[];  // [R]
+  const int R = L.ranks, K = L.top_k, width = L.width;
+  {
+    const int* mail = mailbox_slot(peers[me], L, epoch);
+    for (int d = threadIdx.x; d < R; d += blockDim.x) {
+      std::size_t b = 0;
+      for (int s = 0; s < me; ++s) b += mail[(static_cast<std::size_t>(s) * R + d) * L.stride];
+      base[d] = b;
+    }
+  }
+  __syncthreads();
+  const int lane = threadIdx.x & 31;
+  const std::size_t warps = static_cast<std::size_t>(gridDim.x) * (blockDim.x / 32);
+  const std::size_t items = static_cast<std::size_t>(T) * R;
+  for (std::size_t w = blockIdx.x * (blockDim.x / 32) + threadIdx.x / 32; w < items; w += warps) {
+    const int t = static_cast<int>(w / R), d = static_cast<int>(w % R);
+    const std::size_t fr = static_cast<std::size_t>(d) * T + t;
+    if (!flags[fr]) continue;
+    const std::size_t p = base[d] + positions[fr] - positions[static_cast<std::size_t>(d) * T];
+    char* win = peers[d];
+    warp_copy_row(reinterpret_cast<bf16*>(win + L.rows) + p * width, xr + static_cast<std::size_t>(t) * width, width,
+                  lane);
+    int* meta = reinterpret_cast<int*>(win + L.meta) + p * 2 * K;  // lane k looks at slot k (K <= 32)
+    const int e = lane < K ? ids[static_cast<std::size_t>(t) * K + lane] : -1;
+    const bool mine = e >= 0 && owner[e] == d;
+    const unsigned valid = __ballot_sync(0xffffffffu, mine);
+    if (mine) {
+      const int slot = __popc(valid & ((1u << lane) - 1));
+      meta[slot] = __float_as_int(weights[static_cast<std::size_t>(t) * K + lane]);
+      meta[K + slot] = local[e];
+    }
+    if (lane >= __popc(valid) && lane < K) {
+      meta[lane] = __float_as_int(0.0f);
+      meta[K + lane] = -1;
+    }
+  }
+  __threadfence_system();
+  __syncthreads();
+  if (threadIdx.x == 0) {
+    const unsigned int done = atomicAdd(ticket, 1u);
+    if (done == gridDim.x - 1) {  // every block's rows are visible system-wide: tell the receivers
+      *ticket = 0;
+      __threadfence_system();
+      for (int d = 0; d < R; ++d) store_release_sys(payload_flags(peers[d], L) + me, epoch);
+    }
+  }
+}
+
+}  // namespace
+
+bool SymmetricDispatch::available(const NcclComm& nccl, std::string* why) {
+  const ncclTeam_t lsa = ncclTeamLsa(nccl.get());
+  if (lsa.nRanks == nccl.size()) return true;
+  if (why)
+    *why = "only " + std::to_string(lsa.nRanks) + " of the " + std::to_string(nccl.size()) +
+           " ranks reach this rank's GPU memory by load/store (NCCL's LSA team)";
+  return false;
+}
+
+SymmetricDispatch::SymmetricDispatch(const MpiComm& comm, const NcclComm& nccl, int width, int top_k, int max_local,
+                                     int token_capacity)
+    : comm_(comm), nccl_(nccl) {
+  EPMOE_REQUIRE(comm.size() <= kMaxRanks, ErrorKind::Config, "the symmetric dispatch supports at most ", kMaxRanks,
+                " ranks");
+  EPMOE_REQUIRE(top_k <= 32, ErrorKind::Config, "the symmetric dispatch supports top_k <= 32, got ", top_k);
+  layout_.ranks = comm.size();
+  layout_.stride = 1 + max_local;
+  layout_.width = width;
+  layout_.top_k = top_k;
+  int device = 0;
+  EPMOE_CUDA_CHECK(cudaGetDevice(&device));
+  EPMOE_CUDA_CHECK(cudaDeviceGetAttribute(&sm_count_, cudaDevAttrMultiProcessorCount, device));
+  peers_ = DeviceBuffer<char*>(layout_.ranks, "symmetric_peers");
+  ticket_ = DeviceBuffer<unsigned int>(1, "symmetric_ticket");
+  EPMOE_CUDA_CHECK(cudaMemset(ticket_.data(), 0, sizeof(unsigned int)));
+  host_counts_.reserve(layout_.mailbox_ints());
+  EPMOE_CUDA_CHECK(cudaHostAlloc(reinterpret_cast<void**>(&timeout_host_), sizeof(int), cudaHostAllocMapped));
+  *timeout_host_ = 0;
+  EPMOE_CUDA_CHECK(cudaHostGetDevicePointer(reinterpret_cast<void**>(&timeout_device_), timeout_host_, 0));
+  allocate(std::max(1, token_capacity));
+}
+
+SymmetricDispatch::~SymmetricDispatch() {
+  cudaDeviceSynchronize();
+  release();
+  if (timeout_host_) cudaFreeHost(timeout_host_);
+}
+
+void SymmetricDispatch::allocate(int token_capacity) {
+  SymmetricLayout& L = layout_;
+  L.row_capacity = static_cast<std::size_t>(L.ranks) * token_capacity;
+  std::size_t at = 0;
+  L.rows = at;
+  at = round_up(at + L.row_capacity * L.width * sizeof(bf16), kAlign);
+  L.meta = at;
+  at = round_up(at + L.row_capacity * 2 * L.top_k * sizeof(int), kAlign);
+  L.mailbox = at;
+  at = round_up(at + 2 * static_cast<std::size_t>(L.mailbox_ints()) * sizeof(int), kAlign);
+  L.flags = at;
+  at = round_up(at + 2 * static_cast<std::size_t>(L.ranks) * sizeof(std::uint64_t), kAlign);
+  L.bytes = at;
+  // A single rank's window is its own memory: nothing to register (and NCCL makes no LSA window for one rank).
+  if (L.ranks == 1)
+    EPMOE_CUDA_CHECK(cudaMalloc(&window_, L.bytes));
+  else
+    EPMOE_NCCL_CHECK(ncclMemAlloc(&window_, L.bytes));
+  // Zero mailbox and flags (epochs start at 1) before any rank can write into them: the registration below is
+  // collective, and no rank posts before it has registered.
+  EPMOE_CUDA_CHECK(cudaMemset(static_cast<char*>(window_) + L.mailbox, 0, L.bytes - L.mailbox));
+  EPMOE_CUDA_CHECK(cudaDeviceSynchronize());
+  if (L.ranks == 1) {
+    char* self = static_cast<char*>(window_);
+    EPMOE_CUDA_CHECK(cudaMemcpy(peers_.data(), &self, sizeof self, cudaMemcpyHostToDevice));
+  } else {
+    EPMOE_NCCL_CHECK(ncclCommWindowRegister(nccl_.get(), window_, L.bytes, &handle_, NCCL_WIN_COLL_SYMMETRIC));
+    peer_bases_kernel<<<1, std::max(32, ((L.ranks + 31) / 32) * 32)>>>(handle_, L.ranks, peers_.data());
+    EPMOE_CUDA_LAUNCH_CHECK();
+    EPMOE_CUDA_CHECK(cudaDeviceSynchronize());
+  }
+  comm_.barrier();  // every rank's window is zeroed and registered before anyone writes into it
+  token_capacity_ = token_capacity;
+}
+
+void SymmetricDispatch::release() noexcept {
+  if (handle_) ncclCommWindowDeregister(nccl_.get(), handle_);
+  if (window_ && layout_.ranks == 1) cudaFree(window_);
+  else if (window_) ncclMemFree(window_);
+  handle_ = nullptr;
+  window_ = nullptr;
+}
+
+void SymmetricDispatch::begin_forward(int tokens, cudaStream_t stream) {
+  ++epoch_;
+  const int most = static_cast<int>(comm_.max(static_cast<double>(tokens)));
+  if (most <= token_capacity_) return;
+  if (comm_.rank() == 0)
+    std::fprintf(stderr, "# epmoe cuda: growing the symmetric dispatch window from %d to %d tokens per rank\n",
+                 token_capacity_, most);
+  // Every rank stops using the old windows (its own GPU work done, then everyone's) before they go.
+  EPMOE_CUDA_CHECK(cudaStreamSynchronize(stream));
+  EPMOE_CUDA_CHECK(cudaDeviceSynchronize());
+  comm_.barrier();
+  release();
+  allocate(most);
+  epoch_ = 1;
+}
+
+void SymmetricDispatch::exchange_counts(const int* sent_counts, cudaStream_t stream) {
+  const SymmetricLayout& L = layout_;
+  const int me = comm_.rank();
+  post_counts_kernel<<<1, 256, 0, stream>>>(sent_counts, peers_.data(), L, me, epoch_);
+  EPMOE_CUDA_LAUNCH_CHECK();
+  char* local = static_cast<char*>(window_);
+  wait_flags_kernel<<<1, 32 * ((L.ranks + 31) / 32), 0, stream>>>(
+      reinterpret_cast<const std::uint64_t*>(local + L.flags), L.ranks, epoch_, 0, timeout_device_);
+  EPMOE_CUDA_LAUNCH_CHECK();
+  counts_arrived_.record(stream);
+  EPMOE_CUDA_CHECK(cudaStreamWaitEvent(copy_stream_.get(), counts_arrived_.get(), 0));
+  const int* slot = reinterpret_cast<const int*>(local + L.mailbox) + (epoch_ & 1) * L.mailbox_ints();
+  EPMOE_CUDA_CHECK(cudaMemcpyAsync(host_counts_.data(), slot, L.mailbox_ints() * sizeof(int), cudaMemcpyDeviceToHost,
+                                   copy_stream_.get()));
+  counts_copied_.record(copy_stream_.get());
+}
+
+void SymmetricDispatch::push(const bf16* xr, const int* ids, const float* weights, int num_tokens,
+                             const int* expert_owner, const int* expert_local, const int* flags,
+                             const int* positions, cudaStream_t stream) {
+  const SymmetricLayout& L = layout_;
+  const std::size_t items = static_cast<std::size_t>(num_tokens) * L.ranks;
+  const std::size_t warps_per_block = kPushThreads / 32;
+  const int blocks = static_cast<int>(
+      std::clamp<std::size_t>((items + warps_per_block - 1) / warps_per_block, 1, 2 * static_cast<std::size_t>(sm_count_)));
+  push_kernel<<<blocks, kPushThreads, L.ranks * sizeof(std::size_t), stream>>>(xr, ids, weights, num_tokens, expert_owner, expert_local, flags,
+                                                   positions, peers_.data(), L, comm_.rank(), epoch_, ticket_.data());
+  EPMOE_CUDA_LAUNCH_CHECK();
+  char* local = static_cast<char*>(window_);
+  wait_flags_kernel<<<1, 32 * ((L.ranks + 31) / 32), 0, stream>>>(
+      reinterpret_cast<const std::uint64_t*>(local + L.flags) + L.ranks, L.ranks, epoch_, kPayloadWait,
+      timeout_device_);
+  EPMOE_CUDA_LAUNCH_CHECK();
+}
+
+const int* SymmetricDispatch::host_counts() {
+  EPMOE_CUDA_CHECK(cudaEventSynchronize(counts_copied_.get()));
+  check_timeouts();
+  return host_counts_.data();
+}
+
+void SymmetricDispatch::check_timeouts() const {
+  const int code = *reinterpret_cast<volatile int*>(timeout_host_);
+  if (code == 0) return;
+  const bool payload = code > kPayloadWait;
+  const int peer = code - 1 - (payload ? kPayloadWait : 0);
+  EPMOE_THROW(ErrorKind::Runtime, "rank ", comm_.rank(), " waited ", kTimeoutNs / 1000000000ull,
+              " s for the dispatch ", payload ? "rows" : "counts", " of rank ", peer,
+              " (symmetric dispatch, forward ", epoch_,
+              "): that rank stopped or fell behind; check its log, or run with EPMOE_CUDA_DISPATCH=nccl");
+}
+
+const bf16* SymmetricDispatch::rows() const {
+  return reinterpret_cast<const bf16*>(static_cast<const char*>(window_) + layout_.rows);
+}
+
+const int* SymmetricDispatch::meta() const {
+  return reinterpret_cast<const int*>(static_cast<const char*>(window_) + layout_.meta);
+}
+
+}  // namespace epmoe::cuda

@@ -1,0 +1,94 @@
+// The dispatch's exchange without the host in the middle (EPMOE_CUDA_DISPATCH=symmetric): every rank owns one NCCL
+// symmetric window (ncclMemAlloc + ncclCommWindowRegister) that all ranks of the node reach by load and store over
+// NVLink (NCCL's LSA team), and the kernels of the dispatch write straight into the receivers' windows:
+//
+//   1. post_counts:  this rank's sent counts [R, 1 + max_local] go to every rank's mailbox (all ranks then know every
+//                    rank's row count for every destination), then a flag per receiver (release, system scope);
+//   2. wait:         until every rank's counts have arrived here (acquire);
+//   3. push:         each (token, destination) row and its pair metadata go into the destination's window at
+//                    (rows of lower ranks for that destination) + (its position among this rank's rows for it), so
+//                    a receiver's rows are contiguous and in source-rank order, exactly as the NCCL all-to-all-v lays
+//                    them out; the last block to finish raises a flag per receiver;
+//   4. wait:         until every rank's rows have arrived here.
+// Beside 3 and 4, on a stream of its own, the mailbox goes to the host: the host waits for the counts (the layer's
+// one host synchronization) while the rows move, instead of before.
+//
+// Reuse of the window across forwards is safe without further barriers: a rank posts the counts of forward e + 1
+// only after its own forward e has finished (stream order), and no rank pushes forward e + 1 before it has every
+// rank's counts of e + 1; the mailbox alternates between two slots (a rank is at most one forward ahead of another
+// when it posts). Flags carry the forward's number (epoch), so they never need resetting.
+#pragma once
+
+#include <nccl.h>
+
+#include <cstdint>
+#include <memory>
+#include <string>
+
+#include "epmoe/comm.hpp"
+#include "kernels.cuh"
+#include "nccl_comm.cuh"
+#include "resources.cuh"
+
+namespace epmoe::cuda {
+
+// Byte offsets of the parts of every rank's window (the same on all ranks).
+struct SymmetricLayout {
+  std::size_t rows = 0, meta = 0, mailbox = 0, flags = 0, bytes = 0;
+  std::size_t row_capacity = 0;  // rows the window receives at most: ranks x token capacity
+  int ranks = 0, stride = 0;     // stride = 1 + max_local: one rank's counts for one destination
+  int width = 0, top_k = 0;
+  __host__ __device__ int mailbox_ints() const { return ranks * ranks * stride; }  // one slot: [source, destination, stride]
+};
+
+class SymmetricDispatch {
+ public:
+  // Whether every rank of `nccl` is in this rank's LSA team (load/store reachable). Not collective.
+  static bool available(const NcclComm& nccl, std::string* why);
+  // Collective over `comm`/`nccl`: allocates and registers the window for `token_capacity` tokens per rank.
+  SymmetricDispatch(const MpiComm& comm, const NcclComm& nccl, int width, int top_k, int max_local,
+                    int token_capacity);
+  ~SymmetricDispatch();
+  SymmetricDispatch(const SymmetricDispatch&) = delete;
+  SymmetricDispatch& operator=(const SymmetricDispatch&) = delete;
+
+  // Collective (host only, no GPU synchronization in the steady state): starts forward number e + 1 and, when some
+  // rank has more tokens than the window holds, grows every rank's window (with a log line).
+  void begin_forward(int tokens, cudaStream_t stream);
+  // Steps 1 and 2 on `stream`, then the mailbox's copy to the host on the window's own stream.
+  void exchange_counts(const int* sent_counts, cudaStream_t stream);
+  // Steps 3 and 4 on `stream` (same arguments as pack_dispatch, whose layout they follow).
+  void push(const bf16* xr, const int* ids, const float* weights, int num_tokens, const int* expert_owner,
+            const int* expert_local, const int* flags, const int* positions, cudaStream_t stream);
+  // Waits for the mailbox copy: [source, destination, stride] ints of this forward. Throws when a rank timed out.
+  const int* host_counts();
+  // Throws if a wait of an earlier forward timed out (call after a stream synchronization).
+  void check_timeouts() const;
+
+  const bf16* rows() const;  // this rank's received rows [row_capacity, width]
+  const int* meta() const;   // and their metadata [row_capacity, 2K]
+  const SymmetricLayout& layout() const { return layout_; }
+  std::size_t bytes() const { return layout_.bytes; }
+
+ private:
+  void allocate(int token_capacity);
+  void release() noexcept;
+
+  MpiComm comm_;
+  const NcclComm& nccl_;
+  SymmetricLayout layout_;
+  std::uint64_t epoch_ = 0;
+  int token_capacity_ = 0;
+  void* window_ = nullptr;  // ncclMemAlloc
+  ncclWindow_t handle_ = nullptr;
+  DeviceBuffer<char*> peers_;            // [R] every rank's window, as this GPU addresses it
+  DeviceBuffer<unsigned int> ticket_;    // the push's last-block detection
+  PinnedBuffer<int> host_counts_;        // the mailbox slot of the forward
+  int* timeout_host_ = nullptr;          // mapped pinned word: 0, or 1 + the rank a wait gave up on (+ 1000 payload)
+  int* timeout_device_ = nullptr;
+  Stream copy_stream_;
+  Event counts_arrived_{false}, counts_copied_{false};
+  int sm_count_ = 0;
+};
+
+}  // namespace epmoe::cuda
