@@ -96,15 +96,6 @@ CudaStages::CudaStages(const ModelConfig& model, const UnpadPlan& plan, Placemen
   local_counts_ = DeviceBuffer<int>(std::max(1, max_local_), "local_counts");
   counts_host_.reserve(2 * count_entries);
   make_symmetric_dispatch(max_tokens);
-  if (symmetric_ && model.has_shared()) {
-    // The shared expert's GEMMs overlap the dispatch and fill every SM block by block; the dispatch's small kernels
-    // would wait for their blocks to finish, and every rank waits for the slowest one's counts. Leave them SMs.
-    int device = 0, sms = 0;
-    EPMOE_CUDA_CHECK(cudaGetDevice(&device));
-    EPMOE_CUDA_CHECK(cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, device));
-    const int reserve = env_int("EPMOE_CUDA_SHARED_SM_RESERVE", 16, 0, sms - 1);
-    if (reserve > 0) EPMOE_CUBLAS_CHECK(cublasSetSmCountTarget(side_cublas_.get(), sms - reserve));
-  }
   reserve_tokens(max_tokens);
 }
 
