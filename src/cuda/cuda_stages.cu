@@ -310,7 +310,8 @@ CudaStages::Batch CudaStages::dispatch(const Rows& xr, const Routing& routing) {
     const int* all = symmetric_->host_counts();  // [source, destination, stride]: the layer's one host sync
     const int me = comm_.rank();
     std::copy(all + me * entries, all + (me + 1) * entries, sent);
-    for (int r = 0; r < R; ++r) std::copy_n(all + (static_cast<std::size_t>(r) * R + me) * stride, stride, got + r * stride);
+    for (int r = 0; r < R; ++r)
+      std::copy_n(all + (static_cast<std::size_t>(r) * R + me) * stride, stride, got + r * stride);
   } else {
     exchange_counts_host(xr, routing, sent, got, counts_slot);
   }
@@ -404,7 +405,8 @@ CudaStages::Batch CudaStages::select_local(const Rows& xr, const Routing& routin
   select_local_meta(routing.ids, routing.weights, T, K, owner_.data(), local_.data(), comm_.rank(),
                     meta_local_.data(), local_counts_.data(), s);
   // The pair counts per local expert drive the grouped GEMM from the host: the layer's one synchronization.
-  EPMOE_CUDA_CHECK(cudaMemcpyAsync(counts_host_.data(), local_counts_.data(), n * sizeof(int), cudaMemcpyDeviceToHost, s));
+  EPMOE_CUDA_CHECK(
+      cudaMemcpyAsync(counts_host_.data(), local_counts_.data(), n * sizeof(int), cudaMemcpyDeviceToHost, s));
   EPMOE_CUDA_CHECK(cudaStreamSynchronize(s));
   Batch b;
   b.rows = xr;

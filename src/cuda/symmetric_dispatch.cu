@@ -266,15 +266,16 @@ void SymmetricDispatch::exchange_counts(const int* sent_counts, cudaStream_t str
 }
 
 void SymmetricDispatch::push(const bf16* xr, const int* ids, const float* weights, int num_tokens,
-                             const int* expert_owner, const int* expert_local, const int* flags,
-                             const int* positions, cudaStream_t stream) {
+                             const int* expert_owner, const int* expert_local, const int* flags, const int* positions,
+                             cudaStream_t stream) {
   const SymmetricLayout& L = layout_;
   const std::size_t items = static_cast<std::size_t>(num_tokens) * L.ranks;
   const std::size_t warps_per_block = kPushThreads / 32;
-  const int blocks = static_cast<int>(
-      std::clamp<std::size_t>((items + warps_per_block - 1) / warps_per_block, 1, 2 * static_cast<std::size_t>(sm_count_)));
-  push_kernel<<<blocks, kPushThreads, L.ranks * sizeof(std::size_t), stream>>>(xr, ids, weights, num_tokens, expert_owner, expert_local, flags,
-                                                   positions, peers_.data(), L, comm_.rank(), epoch_, ticket_.data());
+  const int blocks = static_cast<int>(std::clamp<std::size_t>((items + warps_per_block - 1) / warps_per_block, 1,
+                                                              2 * static_cast<std::size_t>(sm_count_)));
+  push_kernel<<<blocks, kPushThreads, L.ranks * sizeof(std::size_t), stream>>>(
+      xr, ids, weights, num_tokens, expert_owner, expert_local, flags, positions, peers_.data(), L, comm_.rank(),
+      epoch_, ticket_.data());
   EPMOE_CUDA_LAUNCH_CHECK();
   char* local = static_cast<char*>(window_);
   wait_flags_kernel<<<1, 32 * ((L.ranks + 31) / 32), 0, stream>>>(

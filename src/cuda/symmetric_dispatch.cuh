@@ -38,7 +38,9 @@ struct SymmetricLayout {
   std::size_t row_capacity = 0;  // rows the window receives at most: ranks x token capacity
   int ranks = 0, stride = 0;     // stride = 1 + max_local: one rank's counts for one destination
   int width = 0, top_k = 0;
-  __host__ __device__ int mailbox_ints() const { return ranks * ranks * stride; }  // one slot: [source, destination, stride]
+  __host__ __device__ int mailbox_ints() const {
+    return ranks * ranks * stride;
+  }  // one slot: [source, destination, stride]
 };
 
 class SymmetricDispatch {

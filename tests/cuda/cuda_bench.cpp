@@ -93,12 +93,12 @@ int run(const Args& args, const epmoe::MpiComm& comm) {
   // combine_crit, combine_a2a_crit: the combine on the rank whose expert phase was the slowest in that forward (it
   // waits for no other rank's experts: the combine without the routing imbalance).
   enum {
-    kRoute, kDispatch, kDispatchX, kDispatchCounts, kExperts, kExpertGemms, kCombine, kCombineX, kCombineCrit, kCombineXCrit, kShared,
-    kLatent, kTotal, kPhases
+    kRoute, kDispatch, kDispatchX, kDispatchCounts, kExperts, kExpertGemms, kCombine, kCombineX, kCombineCrit,
+    kCombineXCrit, kShared, kLatent, kTotal, kPhases
   };
-  const char* names[kPhases] = {"route",       "dispatch",     "dispatch_a2a", "dispatch_counts", "experts", "expert_gemms",
-                                "combine",     "combine_a2a",  "combine_crit",     "combine_a2a_crit",
-                                "shared",      "latent",       "total"};
+  const char* names[kPhases] = {"route",        "dispatch", "dispatch_a2a", "dispatch_counts", "experts",
+                                "expert_gemms", "combine",  "combine_a2a",  "combine_crit",    "combine_a2a_crit",
+                                "shared",       "latent",   "total"};
   std::vector<std::vector<double>> samples(kPhases);
   Matrix<float> y;
   for (int i = 0; i < std::max(args.iters, 1); ++i) {
@@ -114,9 +114,9 @@ int run(const Args& args, const epmoe::MpiComm& comm) {
     MPI_Allreduce(&mine, &slowest, 1, MPI_DOUBLE_INT, MPI_MAXLOC, comm.handle());
     double crit[2] = {t.combine, t.combine_exchange};
     MPI_Bcast(crit, 2, MPI_DOUBLE, slowest.r, comm.handle());
-    const double v[kPhases] = {t.route,   t.dispatch,         t.dispatch_exchange, t.dispatch_counts, t.experts, t.expert_gemms,
-                               t.combine, t.combine_exchange, crit[0],             crit[1],   t.shared,
-                               t.latent,  t.total};
+    const double v[kPhases] = {t.route,   t.dispatch, t.dispatch_exchange, t.dispatch_counts, t.experts,
+                               t.expert_gemms, t.combine, t.combine_exchange, crit[0], crit[1],
+                               t.shared,  t.latent,   t.total};
     for (int p = 0; p < kPhases; ++p)
       samples[p].push_back(p == kCombineCrit || p == kCombineXCrit ? v[p] : comm.max(v[p]));
   }
@@ -217,16 +217,18 @@ int run(const Args& args, const epmoe::MpiComm& comm) {
     if (!args.json.empty()) {
       std::ofstream j(args.json);
       j << "{\"command\": \"" << args.command << "\", \"device\": \"" << devices[0] << "\", \"ranks\": " << comm.size()
-        << ", \"preset\": \"" << args.preset << "\", \"mode\": \"" << to_string(args.mode) << "\", \"pad\": " << args.pad
-        << ", \"tokens_per_rank\": " << args.tokens << ", \"dispatch\": \""
-        << (stats.symmetric_dispatch ? "symmetric" : "nccl") << "\"" << ", \"iters\": " << args.iters << ", \"median_ms\": {";
+        << ", \"preset\": \"" << args.preset << "\", \"mode\": \"" << to_string(args.mode)
+        << "\", \"pad\": " << args.pad << ", \"tokens_per_rank\": " << args.tokens << ", \"dispatch\": \""
+        << (stats.symmetric_dispatch ? "symmetric" : "nccl") << "\""
+        << ", \"iters\": " << args.iters << ", \"median_ms\": {";
       for (int p = 0; p < kPhases; ++p) j << (p ? ", " : "") << "\"" << names[p] << "\": " << med[p] * 1e3;
       j << "}, \"expert_tflops\": " << expert_tflops << ", \"expert_gemms_tflops\": " << gemm_tflops
-        << ", \"combine_crit_gbps\": " << combine_crit_gbps << ", \"combine_a2a_crit_gbps\": " << combine_a2a_crit_gbps << ", \"gemm_ceiling_tflops\": " << ceil.gemm_tflops()
-        << ", \"dispatch_gbps\": " << dispatch_gbps << ", \"combine_gbps\": " << combine_gbps
-        << ", \"dispatch_a2a_gbps\": " << dispatch_a2a_gbps << ", \"combine_a2a_gbps\": " << combine_a2a_gbps
-        << ", \"alltoall_ceiling_gbps\": " << ceil.alltoall_gbps() << ", \"dispatch_bytes_per_rank\": "
-        << dispatch_bytes << ", \"pairs_per_rank\": " << pairs << ", \"device_gib\": " << device_gib
+        << ", \"combine_crit_gbps\": " << combine_crit_gbps << ", \"combine_a2a_crit_gbps\": " << combine_a2a_crit_gbps
+        << ", \"gemm_ceiling_tflops\": " << ceil.gemm_tflops() << ", \"dispatch_gbps\": " << dispatch_gbps
+        << ", \"combine_gbps\": " << combine_gbps << ", \"dispatch_a2a_gbps\": " << dispatch_a2a_gbps
+        << ", \"combine_a2a_gbps\": " << combine_a2a_gbps << ", \"alltoall_ceiling_gbps\": " << ceil.alltoall_gbps()
+        << ", \"dispatch_bytes_per_rank\": " << dispatch_bytes << ", \"pairs_per_rank\": " << pairs
+        << ", \"device_gib\": " << device_gib
         << ", \"verified\": " << (args.verify ? (verified ? "true" : "false") : "null") << "}\n";
     }
   }
