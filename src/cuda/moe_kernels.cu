@@ -6,6 +6,7 @@
 #include "../core/counter_rng.hpp"
 #include "check.cuh"
 #include "kernels.cuh"
+#include "pair_meta.cuh"
 
 namespace epmoe::cuda {
 namespace {
@@ -140,22 +141,7 @@ __global__ void pack_dispatch_kernel(const bf16* __restrict__ xr, int width, con
   if (!flags[fr]) return;
   const std::size_t p = positions[fr];
   copy_row(send_rows + p * width, xr + static_cast<std::size_t>(t) * width, width);
-  if (threadIdx.x < 32) {  // lane k looks at slot k (K <= 32); rank r's pairs are packed in slot order
-    int* meta = send_meta + p * 2 * K;
-    const int k = threadIdx.x;
-    const int e = k < K ? ids[static_cast<std::size_t>(t) * K + k] : -1;
-    const bool mine = e >= 0 && owner[e] == r;
-    const unsigned valid = __ballot_sync(0xffffffffu, mine);
-    if (mine) {
-      const int slot = __popc(valid & ((1u << k) - 1));
-      meta[slot] = __float_as_int(weights[static_cast<std::size_t>(t) * K + k]);
-      meta[K + slot] = local[e];
-    }
-    if (k >= __popc(valid) && k < K) {
-      meta[k] = __float_as_int(0.0f);
-      meta[K + k] = -1;
-    }
-  }
+  if (threadIdx.x < 32) write_pair_meta(send_meta + p * 2 * K, ids, weights, t, K, owner, local, r, threadIdx.x);
 }
 
 __global__ void select_local_meta_kernel(const int* __restrict__ ids, const float* __restrict__ weights, int T, int K,

@@ -6,6 +6,7 @@
 #include <cstdio>
 
 #include "epmoe/error.hpp"
+#include "pair_meta.cuh"
 
 namespace epmoe::cuda {
 namespace {
@@ -123,19 +124,7 @@ __global__ void push_kernel(const bf16* __restrict__ xr, const int* __restrict__
     char* win = peers[d];
     warp_copy_row(reinterpret_cast<bf16*>(win + L.rows) + p * width, xr + static_cast<std::size_t>(t) * width, width,
                   lane);
-    int* meta = reinterpret_cast<int*>(win + L.meta) + p * 2 * K;  // lane k looks at slot k (K <= 32)
-    const int e = lane < K ? ids[static_cast<std::size_t>(t) * K + lane] : -1;
-    const bool mine = e >= 0 && owner[e] == d;
-    const unsigned valid = __ballot_sync(0xffffffffu, mine);
-    if (mine) {
-      const int slot = __popc(valid & ((1u << lane) - 1));
-      meta[slot] = __float_as_int(weights[static_cast<std::size_t>(t) * K + lane]);
-      meta[K + slot] = local[e];
-    }
-    if (lane >= __popc(valid) && lane < K) {
-      meta[lane] = __float_as_int(0.0f);
-      meta[K + lane] = -1;
-    }
+    write_pair_meta(reinterpret_cast<int*>(win + L.meta) + p * 2 * K, ids, weights, t, K, owner, local, d, lane);
   }
   __threadfence_system();
   __syncthreads();

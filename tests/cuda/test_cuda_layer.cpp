@@ -48,11 +48,24 @@ Matrix<float> tokens_for(const ModelConfig& model, const ParallelConfig& paralle
   return x;
 }
 
-Outcome run_case(const ModelConfig& model, const ParallelConfig& parallel, const MpiComm& comm, std::uint64_t seed) {
-  LayerWeights full = generate_layer_weights(model, seed, 0, all_experts(model));
-  round_gpu_weights(full);
+// The layer's weights as the GPU holds them (rounded to bf16), all experts, and this rank's shard of them.
+struct CaseWeights {
+  LayerWeights full, shard;
+};
+CaseWeights case_weights(const ModelConfig& model, const ParallelConfig& parallel, const MpiComm& comm,
+                         std::uint64_t seed) {
+  CaseWeights w;
+  w.full = generate_layer_weights(model, seed, 0, all_experts(model));
+  round_gpu_weights(w.full);
   const ExpertPlacement placement(model.num_experts, comm.size(), parallel.placement);
-  const LayerWeights shard = slice_experts(model, full, placement.experts_of(comm.rank()));
+  w.shard = slice_experts(model, w.full, placement.experts_of(comm.rank()));
+  return w;
+}
+
+Outcome run_case(const ModelConfig& model, const ParallelConfig& parallel, const MpiComm& comm, std::uint64_t seed) {
+  const CaseWeights weights = case_weights(model, parallel, comm, seed);
+  const LayerWeights& full = weights.full;
+  const LayerWeights& shard = weights.shard;
   CudaOptions options;
   options.max_tokens = 48;
   auto gpu = make_cuda_layer(model, parallel, comm, shard, options);
@@ -176,10 +189,9 @@ TEST_CASE("Grouped expert GEMMs under skewed routing (several buckets) equal the
       ParallelConfig parallel;
       parallel.mode = mode;
       parallel.pad_multiple = name == "gpt-oss-mini" ? 0 : 256;
-      LayerWeights full = generate_layer_weights(model, seed, 0, all_experts(model));
-      round_gpu_weights(full);
-      const ExpertPlacement placement(model.num_experts, comm.size(), parallel.placement);
-      const LayerWeights shard = slice_experts(model, full, placement.experts_of(comm.rank()));
+      const CaseWeights weights = case_weights(model, parallel, comm, seed);
+      const LayerWeights& full = weights.full;
+      const LayerWeights& shard = weights.shard;
       const bool alltoall = mode == Mode::AllToAll;
       const int T = 1500;
       const long first = alltoall ? static_cast<long>(T) * comm.rank() : 0;
@@ -247,10 +259,9 @@ TEST_CASE("The symmetric dispatch equals the NCCL dispatch over forwards of chan
     const ModelConfig model = make_preset(name);
     ParallelConfig parallel;
     parallel.mode = Mode::AllToAll;
-    LayerWeights full = generate_layer_weights(model, seed, 0, all_experts(model));
-    round_gpu_weights(full);
-    const ExpertPlacement placement(model.num_experts, comm.size(), parallel.placement);
-    const LayerWeights shard = slice_experts(model, full, placement.experts_of(comm.rank()));
+    const CaseWeights weights = case_weights(model, parallel, comm, seed);
+    const LayerWeights& full = weights.full;
+    const LayerWeights& shard = weights.shard;
     CudaOptions options;
     options.max_tokens = 48;
     setenv("EPMOE_CUDA_DISPATCH", "nccl", 1);
