@@ -335,7 +335,7 @@ CudaStages::Batch CudaStages::dispatch(const Rows& xr, const Routing& routing) {
   if (symmetric_) {
     EPMOE_ASSERT(received <= symmetric_->layout().row_capacity, "received ", received, " rows, window holds ",
                  symmetric_->layout().row_capacity);
-    b.rows = Rows{const_cast<bf16*>(symmetric_->rows()), static_cast<int>(received), Din};
+    b.rows = Rows{symmetric_->rows(), static_cast<int>(received), Din};
     b.meta = symmetric_->meta();
     return b;
   }

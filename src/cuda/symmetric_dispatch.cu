@@ -166,16 +166,14 @@ SymmetricDispatch::SymmetricDispatch(const MpiComm& comm, const NcclComm& nccl, 
   ticket_ = DeviceBuffer<unsigned int>(1, "symmetric_ticket");
   EPMOE_CUDA_CHECK(cudaMemset(ticket_.data(), 0, sizeof(unsigned int)));
   host_counts_.reserve(layout_.mailbox_ints());
-  EPMOE_CUDA_CHECK(cudaHostAlloc(reinterpret_cast<void**>(&timeout_host_), sizeof(int), cudaHostAllocMapped));
-  *timeout_host_ = 0;
-  EPMOE_CUDA_CHECK(cudaHostGetDevicePointer(reinterpret_cast<void**>(&timeout_device_), timeout_host_, 0));
+  timeout_.reserve(1);  // page-locked: the wait kernels write it through the same address (unified addressing)
+  timeout_.data()[0] = 0;
   allocate(std::max(1, token_capacity));
 }
 
 SymmetricDispatch::~SymmetricDispatch() {
   cudaDeviceSynchronize();
   release();
-  if (timeout_host_) cudaFreeHost(timeout_host_);
 }
 
 void SymmetricDispatch::allocate(int token_capacity) {
@@ -242,10 +240,8 @@ void SymmetricDispatch::exchange_counts(const int* sent_counts, cudaStream_t str
   const int me = comm_.rank();
   post_counts_kernel<<<1, 256, 0, stream>>>(sent_counts, peers_.data(), L, me, epoch_);
   EPMOE_CUDA_LAUNCH_CHECK();
+  wait_for_flags(0, 0, stream);
   char* local = static_cast<char*>(window_);
-  wait_flags_kernel<<<1, 32 * ((L.ranks + 31) / 32), 0, stream>>>(
-      reinterpret_cast<const std::uint64_t*>(local + L.flags), L.ranks, epoch_, 0, timeout_device_);
-  EPMOE_CUDA_LAUNCH_CHECK();
   counts_arrived_.record(stream);
   EPMOE_CUDA_CHECK(cudaStreamWaitEvent(copy_stream_.get(), counts_arrived_.get(), 0));
   const int* slot = reinterpret_cast<const int*>(local + L.mailbox) + (epoch_ & 1) * L.mailbox_ints();
@@ -266,10 +262,13 @@ void SymmetricDispatch::push(const bf16* xr, const int* ids, const float* weight
       xr, ids, weights, num_tokens, expert_owner, expert_local, flags, positions, peers_.data(), L, comm_.rank(),
       epoch_, ticket_.data());
   EPMOE_CUDA_LAUNCH_CHECK();
-  char* local = static_cast<char*>(window_);
-  wait_flags_kernel<<<1, 32 * ((L.ranks + 31) / 32), 0, stream>>>(
-      reinterpret_cast<const std::uint64_t*>(local + L.flags) + L.ranks, L.ranks, epoch_, kPayloadWait,
-      timeout_device_);
+  wait_for_flags(L.ranks, kPayloadWait, stream);
+}
+
+void SymmetricDispatch::wait_for_flags(int first, int code, cudaStream_t stream) {
+  const int R = layout_.ranks;
+  const auto* flags = reinterpret_cast<const std::uint64_t*>(static_cast<char*>(window_) + layout_.flags) + first;
+  wait_flags_kernel<<<1, 32 * ((R + 31) / 32), 0, stream>>>(flags, R, epoch_, code, timeout_.data());
   EPMOE_CUDA_LAUNCH_CHECK();
 }
 
@@ -280,7 +279,7 @@ const int* SymmetricDispatch::host_counts() {
 }
 
 void SymmetricDispatch::check_timeouts() const {
-  const int code = *reinterpret_cast<volatile int*>(timeout_host_);
+  const int code = *reinterpret_cast<volatile const int*>(timeout_.data());
   if (code == 0) return;
   const bool payload = code > kPayloadWait;
   const int peer = code - 1 - (payload ? kPayloadWait : 0);
@@ -290,8 +289,8 @@ void SymmetricDispatch::check_timeouts() const {
               "): that rank stopped or fell behind; check its log, or run with EPMOE_CUDA_DISPATCH=nccl");
 }
 
-const bf16* SymmetricDispatch::rows() const {
-  return reinterpret_cast<const bf16*>(static_cast<const char*>(window_) + layout_.rows);
+bf16* SymmetricDispatch::rows() const {
+  return reinterpret_cast<bf16*>(static_cast<char*>(window_) + layout_.rows);
 }
 
 const int* SymmetricDispatch::meta() const {

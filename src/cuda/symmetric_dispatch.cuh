@@ -67,14 +67,16 @@ class SymmetricDispatch {
   // Throws if a wait of an earlier forward timed out (call after a stream synchronization).
   void check_timeouts() const;
 
-  const bf16* rows() const;  // this rank's received rows [row_capacity, width]
-  const int* meta() const;   // and their metadata [row_capacity, 2K]
+  bf16* rows() const;       // this rank's received rows [row_capacity, width]
+  const int* meta() const;  // and their metadata [row_capacity, 2K]
   const SymmetricLayout& layout() const { return layout_; }
   std::size_t bytes() const { return layout_.bytes; }
 
  private:
   void allocate(int token_capacity);
   void release() noexcept;
+  // Steps 2 and 4: a one-block kernel on `stream` until flags [first, first + R) of this window reach the epoch.
+  void wait_for_flags(int first, int code, cudaStream_t stream);
 
   MpiComm comm_;
   const NcclComm& nccl_;
@@ -83,11 +85,10 @@ class SymmetricDispatch {
   int token_capacity_ = 0;
   void* window_ = nullptr;  // ncclMemAlloc
   ncclWindow_t handle_ = nullptr;
-  DeviceBuffer<char*> peers_;            // [R] every rank's window, as this GPU addresses it
-  DeviceBuffer<unsigned int> ticket_;    // the push's last-block detection
-  PinnedBuffer<int> host_counts_;        // the mailbox slot of the forward
-  int* timeout_host_ = nullptr;          // mapped pinned word: 0, or 1 + the rank a wait gave up on (+ 1000 payload)
-  int* timeout_device_ = nullptr;
+  DeviceBuffer<char*> peers_;          // [R] every rank's window, as this GPU addresses it
+  DeviceBuffer<unsigned int> ticket_;  // the push's last-block detection
+  PinnedBuffer<int> host_counts_;      // the mailbox slot of the forward
+  PinnedBuffer<int> timeout_;          // 0, or 1 + the rank a wait gave up on (+ 1000: the payload wait)
   Stream copy_stream_;
   Event counts_arrived_{false}, counts_copied_{false};
   int sm_count_ = 0;
