@@ -94,9 +94,9 @@ if has bench; then
         grep -v "^# rank [1-9]" "$log"; } >>"$OUT/bench.txt"
       cat "$LOGS/bench_$tag.json" >>"$OUT/bench.jsonl" 2>/dev/null
       field() { awk -v p="$1" -v c="$2" '$1==p{print $c}' "$log"; }
-      printf '%-14s %5s tok np=%s %-11s total %6s ms | experts %6s ms %3s%% (gemms %3s%%) | dispatch %5s ms %3s%% (a2a %3s%%) | combine %5s ms %3s%% (a2a %3s%%; slowest-expert rank %3s%%, a2a %3s%%)\n' \
+      printf '%-14s %5s tok np=%s %-11s total %6s ms | experts %6s ms %3s%% (no sum %3s%%, gemms %3s%%) | dispatch %5s ms %3s%% (a2a %3s%%, counts %5s) | combine %5s ms %3s%% (a2a %3s%%; slowest-expert rank %3s%%, a2a %3s%%)\n' \
         "$preset" "$tokens" "$RANKS" "$gemm/$fill${extra:+ ${extra[*]}}" "$(field total 2)" "$(field experts 2)" "$(field experts 7)" \
-        "$(field expert_gemms 7)" "$(field dispatch 2)" "$(field dispatch 7)" "$(field dispatch_a2a 7)" \
+        "$(field experts_no_sum 7)" "$(field expert_gemms 7)" "$(field dispatch 2)" "$(field dispatch 7)" "$(field dispatch_a2a 7)" "$(field dispatch_counts 2)" \
         "$(field combine 2)" "$(field combine 7)" "$(field combine_a2a 7)" "$(field combine_crit 7)" \
         "$(field combine_a2a_crit 7)" >>"$SUMMARY"
     done

@@ -24,6 +24,9 @@ struct PhaseTimes {
   // Part of experts: the two grouped GEMMs with the bias and activation between them, without ordering the pairs by
   // expert, gathering their rows or the weighted sum (the part a dense GEMM of the same shape is the ceiling of).
   double expert_gemms = 0;
+  // Part of experts: the weighted sum of each row's pairs alone (the PyTorch breakdown counts it apart from
+  // the expert phase). CUDA backend only; zero on the CPU.
+  double weighted_sum = 0;
   void reset() { *this = PhaseTimes{}; }
 };
 

@@ -19,6 +19,10 @@ CountExchange count_exchange_from_env() {
   return env_choice("EPMOE_CUDA_COUNT_EXCHANGE", {"mpi", "nccl"}) == 0 ? CountExchange::Mpi : CountExchange::Nccl;
 }
 
+SharedStart shared_start_from_env() {
+  return static_cast<SharedStart>(env_choice("EPMOE_CUDA_SHARED_START", {"route", "push", "experts"}));
+}
+
 PhaseClock::PhaseClock(PhaseTimes& times) : times_(times) {
   for (int i = 0; i < 64; ++i) events_.emplace_back(true);
 }
@@ -69,6 +73,7 @@ CudaStages::CudaStages(const ModelConfig& model, const UnpadPlan& plan, Placemen
       nccl_(nccl),
       comm_(comm),
       count_exchange_(count_exchange_from_env()),
+      shared_start_(shared_start_from_env()),
       placement_(model.num_experts, comm.size(), placement),
       max_local_(placement_.max_experts_per_rank()),
       weights_(std::move(weights)),
@@ -227,19 +232,24 @@ void CudaStages::fetch_output(const Rows& out, Matrix<float>& result, epmoe::Rou
   clock_.collect();
 }
 
-CudaStages::Routing CudaStages::route(const Rows& x) {
-  if (plan_.shape.mode == Mode::AllToAll && model_.has_shared()) {
-    input_ready_.record(stream());
-    EPMOE_CUDA_CHECK(cudaStreamWaitEvent(side_stream_.get(), input_ready_.get(), 0));
-    {
-      StageTimer shared(clock_, &PhaseTimes::shared, side_stream_.get());
-      run_shared_expert(x, shared_out_.data(), side_cublas_.get(), side_stream_.get());
-    }
-    shared_ready_.record(side_stream_.get());
-    shared_in_flight_ = true;
+void CudaStages::start_shared_expert(SharedStart at) {
+  if (at != shared_start_ || shared_in_flight_ || plan_.shape.mode != Mode::AllToAll || !model_.has_shared()) return;
+  input_ready_.record(stream());
+  EPMOE_CUDA_CHECK(cudaStreamWaitEvent(side_stream_.get(), input_ready_.get(), 0));
+  {
+    StageTimer shared(clock_, &PhaseTimes::shared, side_stream_.get());
+    run_shared_expert(Rows{x_.data(), token_rows_, model_.hidden_size}, shared_out_.data(), side_cublas_.get(),
+                      side_stream_.get());
   }
-  StageTimer timer(clock_, &PhaseTimes::route, stream());
+  shared_ready_.record(side_stream_.get());
+  shared_in_flight_ = true;
+}
+
+CudaStages::Routing CudaStages::route(const Rows& x) {
   EPMOE_ASSERT(x.data == x_.data() && x.cols == model_.hidden_size, "route must see the staged input");
+  token_rows_ = x.rows;
+  start_shared_expert(SharedStart::Route);
+  StageTimer timer(clock_, &PhaseTimes::route, stream());
   const int T = x.rows, E = model_.num_experts, D = model_.hidden_size;
   linear_f32(cublas_.get(), T, E, D, x_f32_.data(), D, weights_.router_weight.data(), D, logits_.data(), E);
   RouterParams p{T,
@@ -304,6 +314,7 @@ CudaStages::Batch CudaStages::dispatch(const Rows& xr, const Routing& routing) {
     clock_.end(counts_slot, s);
     {
       StageTimer exchange(clock_, &PhaseTimes::dispatch_exchange, s);
+      start_shared_expert(SharedStart::Push);
       symmetric_->push(xr.data, routing.ids, routing.weights, T, owner_.data(), local_.data(), flags_.data(),
                        positions_.data(), s);
     }
@@ -349,6 +360,7 @@ CudaStages::Batch CudaStages::dispatch(const Rows& xr, const Routing& routing) {
     meta_send[r] = b.rows_to[r] * 2 * K;
     meta_recv[r] = b.rows_from[r] * 2 * K;
   }
+  start_shared_expert(SharedStart::Push);
   {
     StageTimer exchange(clock_, &PhaseTimes::dispatch_exchange, s);
     nccl_.alltoallv_group(
@@ -419,6 +431,7 @@ CudaStages::Batch CudaStages::select_local(const Rows& xr, const Routing& routin
 }
 
 CudaStages::Rows CudaStages::experts(const Batch& batch) {
+  start_shared_expert(SharedStart::Experts);
   StageTimer timer(clock_, &PhaseTimes::experts, stream());
   const int N = batch.rows.rows, Din = plan_.shape.expert_width, Dp = plan_.expert_width_padded;
   const int K = model_.top_k, I = model_.moe_intermediate_size, R13 = model_.w13_rows();
@@ -456,6 +469,7 @@ CudaStages::Rows CudaStages::experts(const Batch& batch) {
     expert_gemm_->run(1);  // y = a . w2^T
   }
   // The trim: the weighted sum reads padded rows and writes contiguous rows of width Din.
+  StageTimer sum(clock_, &PhaseTimes::weighted_sum, s);
   weighted_sum(y_.data(), Dp, pair_pos_.data(), batch.meta, N, K, Din,
                weights_.b2.size() ? weights_.b2.data() : nullptr, model_.routed_scaling_factor, out, s);
   return Rows{out, N, Din};

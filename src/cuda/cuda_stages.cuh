@@ -68,6 +68,12 @@ class PhaseClock {
 enum class CountExchange { Mpi, Nccl };
 CountExchange count_exchange_from_env();
 
+// Where the overlapped shared expert (alltoall mode) starts on its side stream (EPMOE_CUDA_SHARED_START = route |
+// push | experts; default route): with the router, once the dispatch's counts are known (beside the payload), or
+// once the dispatch is done (beside the experts' GEMMs).
+enum class SharedStart { Route, Push, Experts };
+SharedStart shared_start_from_env();
+
 class CudaStages {
  public:
   using Rows = DeviceRows;
@@ -115,6 +121,9 @@ class CudaStages {
   // Room for `rows` rows of the experts' GEMM buffers (x_sorted, h, a, y); a new x_sorted is zeroed on `stream`, so
   // that the padding rows of the grouped layout read defined values.
   void reserve_gemm_rows(std::size_t rows, bool log, cudaStream_t stream);
+  // In alltoall mode with a shared expert, at the point EPMOE_CUDA_SHARED_START names: the shared expert on the side
+  // stream, from the staged input, once the main stream has reached this point; shared_expert() joins it.
+  void start_shared_expert(SharedStart at);
   // The shared expert's GEMMs and activation on `stream` with `handle`, into `out` [T, D].
   void run_shared_expert(const Rows& x, bf16* out, cublasHandle_t handle, cudaStream_t stream);
   // The dispatch's counts through the host (EPMOE_CUDA_DISPATCH=nccl): the pack on its own stream, the count
@@ -128,6 +137,7 @@ class CudaStages {
   const NcclComm& nccl_;
   MpiComm comm_;  // rank, size and the count exchange (a copy of the handle: the communicator outlives the layer)
   CountExchange count_exchange_;
+  SharedStart shared_start_;
   // EPMOE_CUDA_DISPATCH = auto (symmetric where every rank is reachable by load/store) | nccl | symmetric: with
   // it, the dispatch writes into the receivers' NCCL symmetric windows; without, grouped ncclSend/ncclRecv.
   std::unique_ptr<SymmetricDispatch> symmetric_;
@@ -145,6 +155,7 @@ class CudaStages {
   PhaseClock clock_;
   ActivationParams act_;
   int token_capacity_ = 0;
+  int token_rows_ = 0;  // rows of this forward's staged input (route() sets it)
 
   DeviceBuffer<int> owner_, local_;  // [E] placement on the device
   // Token-sized workspaces.

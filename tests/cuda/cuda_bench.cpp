@@ -90,16 +90,19 @@ int run(const Args& args, const epmoe::MpiComm& comm) {
   // Per iteration, per phase: the slowest rank's time.
   // dispatch_a2a and combine_a2a: the payload all-to-all alone, inside dispatch and combine (PhaseTimes).
   // expert_gemms: the grouped GEMMs with the activation between them, inside experts.
+  // experts_no_sum: experts without its weighted sum (the scatter of the rows and the GEMMs: the expert phase as the
+  // issue's PyTorch breakdown counts it, its weighted sum apart); weighted_sum: that sum alone.
   // combine_crit, combine_a2a_crit: the combine on the rank whose expert phase was the slowest in that forward (it
   // waits for no other rank's experts: the combine without the routing imbalance).
   enum {
-    kRoute, kDispatch, kDispatchX, kDispatchCounts, kExperts, kExpertGemms, kCombine, kCombineX, kCombineCrit,
-    kCombineXCrit, kShared, kLatent, kTotal, kPhases
+    kRoute, kDispatch, kDispatchX, kDispatchCounts, kExperts, kExpertsNoSum, kExpertGemms, kWeightedSum, kCombine,
+    kCombineX, kCombineCrit, kCombineXCrit, kShared, kLatent, kTotal, kPhases
   };
-  const char* names[kPhases] = {"route",        "dispatch", "dispatch_a2a", "dispatch_counts", "experts",
-                                "expert_gemms", "combine",  "combine_a2a",  "combine_crit",    "combine_a2a_crit",
-                                "shared",       "latent",   "total"};
-  std::vector<std::vector<double>> samples(kPhases);
+  const char* names[kPhases] = {"route",          "dispatch",         "dispatch_a2a", "dispatch_counts",
+                                "experts",        "experts_no_sum",   "expert_gemms", "weighted_sum",
+                                "combine",        "combine_a2a",      "combine_crit", "combine_a2a_crit",
+                                "shared",         "latent",           "total"};
+  std::vector<std::vector<double>> samples(kPhases), own(kPhases);  // slowest rank's, this rank's
   Matrix<float> y;
   for (int i = 0; i < std::max(args.iters, 1); ++i) {
     layer->times().reset();
@@ -114,14 +117,29 @@ int run(const Args& args, const epmoe::MpiComm& comm) {
     MPI_Allreduce(&mine, &slowest, 1, MPI_DOUBLE_INT, MPI_MAXLOC, comm.handle());
     double crit[2] = {t.combine, t.combine_exchange};
     MPI_Bcast(crit, 2, MPI_DOUBLE, slowest.r, comm.handle());
-    const double v[kPhases] = {t.route,   t.dispatch, t.dispatch_exchange, t.dispatch_counts, t.experts,
-                               t.expert_gemms, t.combine, t.combine_exchange, crit[0], crit[1],
-                               t.shared,  t.latent,   t.total};
-    for (int p = 0; p < kPhases; ++p)
+    const double v[kPhases] = {t.route,          t.dispatch,   t.dispatch_exchange, t.dispatch_counts,
+                               t.experts,        t.experts - t.weighted_sum, t.expert_gemms, t.weighted_sum,
+                               t.combine,        t.combine_exchange, crit[0], crit[1],
+                               t.shared,         t.latent,     t.total};
+    for (int p = 0; p < kPhases; ++p) {
       samples[p].push_back(p == kCombineCrit || p == kCombineXCrit ? v[p] : comm.max(v[p]));
+      own[p].push_back(v[p]);
+    }
   }
   double med[kPhases];
   for (int p = 0; p < kPhases; ++p) med[p] = median(samples[p]);
+  // Each rank's own medians, for the skew between ranks (a rank that reaches the dispatch late makes the others
+  // wait in dispatch_counts).
+  const int kSkewPhases[] = {kRoute, kDispatchCounts, kDispatchX, kExperts, kCombine, kShared, kTotal};
+  std::vector<double> per_rank;
+  for (int p : kSkewPhases) {
+    const double m = median(own[p]);
+    for (int r = 0; r < comm.size(); ++r) {
+      double v = m;
+      MPI_Bcast(&v, 1, MPI_DOUBLE, r, comm.handle());
+      per_rank.push_back(v);
+    }
+  }
 
   const CudaLayerStats stats = cuda_layer_stats(*layer);
   const double R = comm.size();
@@ -141,6 +159,7 @@ int run(const Args& args, const epmoe::MpiComm& comm) {
   // Expert phase rate: the slowest rank's pairs over the slowest rank's time is a lower bound of what it did;
   // use the mean pairs per rank, as the dense ceiling is shaped from the mean (tokens x top_k rows).
   const double expert_tflops = med[kExperts] > 0 ? pairs * flops_per_pair / med[kExperts] * 1e-12 : 0;
+  const double no_sum_tflops = med[kExpertsNoSum] > 0 ? pairs * flops_per_pair / med[kExpertsNoSum] * 1e-12 : 0;
   const double gemm_tflops = med[kExpertGemms] > 0 ? pairs * flops_per_pair / med[kExpertGemms] * 1e-12 : 0;
   auto gbps = [&](double bytes, int phase) { return med[phase] > 0 ? bytes / med[phase] * 1e-9 : 0.0; };
   const double dispatch_gbps = gbps(dispatch_bytes, kDispatch), combine_gbps = gbps(combine_bytes, kCombine);
@@ -190,8 +209,8 @@ int run(const Args& args, const epmoe::MpiComm& comm) {
     std::printf("%-17s %10s %12s %12s %8s\n", "", "ms", "", "", "%");
     for (int p = 0; p < kPhases; ++p) {
       char achieved[32] = "", ceiling[32] = "", pct[16] = "";
-      if (p == kExperts || p == kExpertGemms) {
-        const double tf = p == kExperts ? expert_tflops : gemm_tflops;
+      if (p == kExperts || p == kExpertsNoSum || p == kExpertGemms) {
+        const double tf = p == kExperts ? expert_tflops : p == kExpertsNoSum ? no_sum_tflops : gemm_tflops;
         std::snprintf(achieved, sizeof achieved, "%.1f TF/s", tf);
         std::snprintf(ceiling, sizeof ceiling, "%.1f TF/s", ceil.gemm_tflops());
         std::snprintf(pct, sizeof pct, "%.0f", 100 * tf / ceil.gemm_tflops());
@@ -213,6 +232,14 @@ int run(const Args& args, const epmoe::MpiComm& comm) {
     std::printf("# ceilings: dense GEMM %.0f x (%d + %d) at width %d: %.3f ms; ncclAlltoAll %.1f MB per rank: %.3f ms\n",
                 static_cast<double>(args.tokens) * model.top_k, model.w13_rows(), Dp, Dp, ceil.gemm_seconds * 1e3,
                 ceil.alltoall_bytes * 1e-6, ceil.alltoall_seconds * 1e3);
+    std::printf("# per rank, median ms (rank 0 .. %d):", comm.size() - 1);
+    std::size_t i = 0;
+    for (int p : kSkewPhases) {
+      std::printf(" %s", names[p]);
+      for (int r = 0; r < comm.size(); ++r) std::printf("%c%.3f", r ? '/' : ' ', per_rank[i++] * 1e3);
+      std::printf(";");
+    }
+    std::printf("\n");
     if (args.verify) std::printf("# verify: %s: %s\n", verified ? "PASSED" : "FAILED", verify_text.c_str());
     if (!args.json.empty()) {
       std::ofstream j(args.json);
@@ -222,7 +249,8 @@ int run(const Args& args, const epmoe::MpiComm& comm) {
         << (stats.symmetric_dispatch ? "symmetric" : "nccl") << "\""
         << ", \"iters\": " << args.iters << ", \"median_ms\": {";
       for (int p = 0; p < kPhases; ++p) j << (p ? ", " : "") << "\"" << names[p] << "\": " << med[p] * 1e3;
-      j << "}, \"expert_tflops\": " << expert_tflops << ", \"expert_gemms_tflops\": " << gemm_tflops
+      j << "}, \"expert_tflops\": " << expert_tflops << ", \"experts_no_sum_tflops\": " << no_sum_tflops
+        << ", \"expert_gemms_tflops\": " << gemm_tflops
         << ", \"combine_crit_gbps\": " << combine_crit_gbps << ", \"combine_a2a_crit_gbps\": " << combine_a2a_crit_gbps
         << ", \"gemm_ceiling_tflops\": " << ceil.gemm_tflops() << ", \"dispatch_gbps\": " << dispatch_gbps
         << ", \"combine_gbps\": " << combine_gbps << ", \"dispatch_a2a_gbps\": " << dispatch_a2a_gbps
