@@ -60,6 +60,17 @@ struct CudaLayerStats {
 };
 CudaLayerStats cuda_layer_stats(const LayerRunner& runner);
 
+// With EPMOE_CUDA_TRACE=1 in the environment: for every forward() so far, the times (ns) at which this rank reached
+// each point of the forward: first `gpu_points` GPU points (%globaltimer, when the stream got there), then host
+// points (CLOCK_REALTIME); 0 where a forward did not reach a point. Empty when tracing is off. For finding where the
+// ranks wait for each other; tracing adds a one-thread kernel per GPU point.
+struct CudaTrace {
+  std::vector<std::string> points;
+  int gpu_points = 0;
+  std::vector<std::vector<std::int64_t>> forwards;
+};
+CudaTrace cuda_layer_trace(LayerRunner& runner);
+
 // Ceilings measured on this machine in the same run, for the benchmark (every rank must call it; collective).
 struct CudaCeilings {
   // Dense cuBLAS bf16 GEMMs (fp32 accumulation) of the expert phase's total shape: [rows, Dp] x w13^T then

@@ -40,12 +40,16 @@ class CudaLayer final : public LayerRunner {
     // one rank's slower host copy does not show up as the others waiting in the dispatch.
     EPMOE_CUDA_CHECK(cudaStreamSynchronize(stages_->stream()));
     comm_.barrier();
+    stages_->trace().begin_forward();
+    stages_->trace().host(cuda::ForwardTrace::kHostStart);
     start_->record(stages_->stream());
+    stages_->trace().gpu(cuda::ForwardTrace::kStart, stages_->stream());
     const CudaStages::Rows out = forward_layer(*stages_, plan_, input);
     stop_->record(stages_->stream());
     EPMOE_ASSERT(out.cols == model_.hidden_size && out.rows == x.rows(), "layer output shape");
     Matrix<float> result;
     stages_->fetch_output(out, result, last_routing_);
+    stages_->trace().end_forward();
     times_.total += cuda::elapsed_seconds(*start_, *stop_);
     return result;
   }
@@ -53,6 +57,17 @@ class CudaLayer final : public LayerRunner {
   const UnpadPlan& plan() const override { return plan_; }
   PhaseTimes& times() override { return times_; }
   void force_expert_ids(const Matrix<int>* ids) override { stages_->force_expert_ids(ids); }
+
+  CudaTrace trace() {
+    CudaTrace t;
+    cuda::ForwardTrace& f = stages_->trace();
+    if (!f.enabled()) return t;
+    for (const char* n : cuda::ForwardTrace::kGpuNames) t.points.emplace_back(n);
+    for (const char* n : cuda::ForwardTrace::kHostNames) t.points.emplace_back(n);
+    t.gpu_points = cuda::ForwardTrace::kGpuPoints;
+    t.forwards = f.forwards();
+    return t;
+  }
 
   CudaLayerStats stats() const {
     CudaLayerStats s;
@@ -140,6 +155,12 @@ std::unique_ptr<LayerRunner> make_cuda_layer_synthetic(const ModelConfig& model,
     cuda::Stream stream;
     return cuda::generate_weights(model, plan, comm.rank(), comm.size(), experts, seed, layer, stream.get());
   });
+}
+
+CudaTrace cuda_layer_trace(LayerRunner& runner) {
+  auto* layer = dynamic_cast<CudaLayer*>(&runner);
+  EPMOE_REQUIRE(layer != nullptr, ErrorKind::Usage, "cuda_layer_trace() needs a layer made by make_cuda_layer*");
+  return layer->trace();
 }
 
 CudaLayerStats cuda_layer_stats(const LayerRunner& runner) {

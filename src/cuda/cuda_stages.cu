@@ -295,7 +295,9 @@ CudaStages::Batch CudaStages::dispatch(const Rows& xr, const Routing& routing) {
   EPMOE_ASSERT(Din == plan_.shape.expert_width, "dispatch width ", Din, " instead of the unpadded ",
                plan_.shape.expert_width);
   cudaStream_t s = stream();
+  trace_.gpu(ForwardTrace::kRouted, s);
   if (symmetric_) symmetric_->begin_forward(T, s);  // host only: the ranks agree on the window's size
+  trace_.host(ForwardTrace::kHostAgreed);
   const std::size_t entries = static_cast<std::size_t>(R) * stride;
   int* counts_send = counts_.data();
   const int counts_slot = clock_.begin(&PhaseTimes::dispatch_counts, s);
@@ -304,27 +306,32 @@ CudaStages::Batch CudaStages::dispatch(const Rows& xr, const Routing& routing) {
   dispatch_flags(routing.ids, T, K, owner_.data(), local_.data(), R, max_local_, flags_.data(), counts_send, s);
   exclusive_scan(flags_.data(), positions_.data(), R * T, cub_temp_, s);
   rank_row_counts(flags_.data(), positions_.data(), T, R, max_local_, counts_send, s);
+  trace_.gpu(ForwardTrace::kLayout, s);
 
   // The counts on the host: `sent` [R, stride] of this rank, `got` [R, stride] from each rank.
   int* sent = counts_host_.data();
   int* got = sent + entries;
   if (symmetric_) {
     // Counts and rows go straight into the receivers' windows; the host waits for the counts while the rows move.
-    symmetric_->exchange_counts(counts_send, s);
+    symmetric_->exchange_counts(counts_send, s, trace_);
     clock_.end(counts_slot, s);
+    trace_.gpu(ForwardTrace::kCounts, s);
     {
       StageTimer exchange(clock_, &PhaseTimes::dispatch_exchange, s);
       start_shared_expert(SharedStart::Push);
       symmetric_->push(xr.data, routing.ids, routing.weights, T, owner_.data(), local_.data(), flags_.data(),
-                       positions_.data(), s);
+                       positions_.data(), s, trace_);
     }
+    trace_.gpu(ForwardTrace::kPayload, s);
     const int* all = symmetric_->host_counts();  // [source, destination, stride]: the layer's one host sync
+    trace_.host(ForwardTrace::kHostCounts);
     const int me = comm_.rank();
     std::copy(all + me * entries, all + (me + 1) * entries, sent);
     for (int r = 0; r < R; ++r)
       std::copy_n(all + (static_cast<std::size_t>(r) * R + me) * stride, stride, got + r * stride);
   } else {
     exchange_counts_host(xr, routing, sent, got, counts_slot);
+    trace_.host(ForwardTrace::kHostCounts);
   }
 
   Batch b;
@@ -371,6 +378,7 @@ CudaStages::Batch CudaStages::dispatch(const Rows& xr, const Routing& routing) {
                           meta_send, meta_recv)},
         s);
   }
+  trace_.gpu(ForwardTrace::kPayload, s);
   b.rows = Rows{recv_rows_.data(), static_cast<int>(received), Din};
   b.meta = recv_meta_.data();
   return b;
@@ -472,6 +480,7 @@ CudaStages::Rows CudaStages::experts(const Batch& batch) {
   StageTimer sum(clock_, &PhaseTimes::weighted_sum, s);
   weighted_sum(y_.data(), Dp, pair_pos_.data(), batch.meta, N, K, Din,
                weights_.b2.size() ? weights_.b2.data() : nullptr, model_.routed_scaling_factor, out, s);
+  trace_.gpu(ForwardTrace::kExperts, s);
   return Rows{out, N, Din};
 }
 
@@ -494,6 +503,7 @@ CudaStages::Rows CudaStages::combine(const Rows& partial, const Batch& batch) {
                           stream());
   }
   combine_sum(back_.data(), Din, flags_.data(), positions_.data(), T, R, routed_.data(), stream());
+  trace_.gpu(ForwardTrace::kCombined, stream());
   last_combine_bytes = sent_back * sizeof(bf16);
   return Rows{routed_.data(), T, Din};
 }

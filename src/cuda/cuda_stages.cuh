@@ -113,6 +113,7 @@ class CudaStages {
   bool symmetric_dispatch() const { return symmetric_ != nullptr; }
   std::size_t last_dispatch_bytes = 0, last_combine_bytes = 0, last_rows_received = 0, last_pairs = 0;
   const ExpertGemm& expert_gemm() const { return *expert_gemm_; }
+  ForwardTrace& trace() { return trace_; }
 
  private:
   void reserve_tokens(int tokens);
@@ -153,6 +154,7 @@ class CudaStages {
   Event input_ready_{false}, shared_ready_{false}, counts_ready_{false}, layout_ready_{false}, packed_{false};
   bool shared_in_flight_ = false;
   PhaseClock clock_;
+  ForwardTrace trace_;  // EPMOE_CUDA_TRACE
   ActivationParams act_;
   int token_capacity_ = 0;
   int token_rows_ = 0;  // rows of this forward's staged input (route() sets it)

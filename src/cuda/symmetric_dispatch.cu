@@ -235,11 +235,12 @@ void SymmetricDispatch::begin_forward(int tokens, cudaStream_t stream) {
   epoch_ = 1;
 }
 
-void SymmetricDispatch::exchange_counts(const int* sent_counts, cudaStream_t stream) {
+void SymmetricDispatch::exchange_counts(const int* sent_counts, cudaStream_t stream, ForwardTrace& trace) {
   const SymmetricLayout& L = layout_;
   const int me = comm_.rank();
   post_counts_kernel<<<1, 256, 0, stream>>>(sent_counts, peers_.data(), L, me, epoch_);
   EPMOE_CUDA_LAUNCH_CHECK();
+  trace.gpu(ForwardTrace::kPosted, stream);
   wait_for_flags(0, 0, stream);
   char* local = static_cast<char*>(window_);
   counts_arrived_.record(stream);
@@ -252,7 +253,7 @@ void SymmetricDispatch::exchange_counts(const int* sent_counts, cudaStream_t str
 
 void SymmetricDispatch::push(const bf16* xr, const int* ids, const float* weights, int num_tokens,
                              const int* expert_owner, const int* expert_local, const int* flags, const int* positions,
-                             cudaStream_t stream) {
+                             cudaStream_t stream, ForwardTrace& trace) {
   const SymmetricLayout& L = layout_;
   const std::size_t items = static_cast<std::size_t>(num_tokens) * L.ranks;
   const std::size_t warps_per_block = kPushThreads / 32;
@@ -262,6 +263,7 @@ void SymmetricDispatch::push(const bf16* xr, const int* ids, const float* weight
       xr, ids, weights, num_tokens, expert_owner, expert_local, flags, positions, peers_.data(), L, comm_.rank(),
       epoch_, ticket_.data());
   EPMOE_CUDA_LAUNCH_CHECK();
+  trace.gpu(ForwardTrace::kPushed, stream);
   wait_for_flags(L.ranks, kPayloadWait, stream);
 }
 

@@ -29,6 +29,7 @@
 #include "kernels.cuh"
 #include "nccl_comm.cuh"
 #include "resources.cuh"
+#include "trace.cuh"
 
 namespace epmoe::cuda {
 
@@ -58,10 +59,11 @@ class SymmetricDispatch {
   // rank has more tokens than the window holds, grows every rank's window (with a log line).
   void begin_forward(int tokens, cudaStream_t stream);
   // Steps 1 and 2 on `stream`, then the mailbox's copy to the host on the window's own stream.
-  void exchange_counts(const int* sent_counts, cudaStream_t stream);
+  void exchange_counts(const int* sent_counts, cudaStream_t stream, ForwardTrace& trace);
   // Steps 3 and 4 on `stream` (same arguments as pack_dispatch, whose layout they follow).
   void push(const bf16* xr, const int* ids, const float* weights, int num_tokens, const int* expert_owner,
-            const int* expert_local, const int* flags, const int* positions, cudaStream_t stream);
+            const int* expert_local, const int* flags, const int* positions, cudaStream_t stream,
+            ForwardTrace& trace);
   // Waits for the mailbox copy: [source, destination, stride] ints of this forward. Throws when a rank timed out.
   const int* host_counts();
   // Throws if a wait of an earlier forward timed out (call after a stream synchronization).

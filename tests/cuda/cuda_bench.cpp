@@ -6,6 +6,7 @@
 #include <mpi.h>
 
 #include <algorithm>
+#include <cstdint>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
@@ -62,6 +63,42 @@ double median(std::vector<double> v) {
   if (v.empty()) return 0;
   std::nth_element(v.begin(), v.begin() + v.size() / 2, v.end());
   return v[v.size() / 2];
+}
+
+// EPMOE_CUDA_TRACE=1: per point of the forward and per rank, the median over the last `iters` forwards of the time
+// since the earliest rank reached the forward's start (GPU points against the GPU start, %globaltimer; host points
+// against the host start, CLOCK_REALTIME). Collective; the text is for rank 0, empty when tracing is off.
+std::string trace_table(const epmoe::CudaTrace& trace, int iters, const epmoe::MpiComm& comm) {
+  const int F = static_cast<int>(
+      -comm.max(-static_cast<double>(std::min<std::size_t>(trace.forwards.size(), static_cast<std::size_t>(iters)))));
+  if (F == 0) return "";
+  const int P = static_cast<int>(trace.points.size()), R = comm.size();
+  std::vector<std::int64_t> mine;
+  for (std::size_t f = trace.forwards.size() - F; f < trace.forwards.size(); ++f)
+    mine.insert(mine.end(), trace.forwards[f].begin(), trace.forwards[f].end());
+  std::vector<std::int64_t> all(mine.size() * R);
+  MPI_Allgather(mine.data(), static_cast<int>(mine.size()), MPI_INT64_T, all.data(), static_cast<int>(mine.size()),
+                MPI_INT64_T, comm.handle());
+  auto at = [&](int r, int f, int p) { return all[(static_cast<std::size_t>(r) * F + f) * P + p]; };
+  std::string text = "# trace (EPMOE_CUDA_TRACE): median us since the earliest rank's start, rank 0 / 1 / ...\n";
+  for (int p = 0; p < P; ++p) {
+    const int ref = p < trace.gpu_points ? 0 : trace.gpu_points;
+    char line[64];
+    std::snprintf(line, sizeof line, "#   %-12s", trace.points[p].c_str());
+    text += line;
+    for (int r = 0; r < R; ++r) {
+      std::vector<double> d;
+      for (int f = 0; f < F; ++f) {
+        std::int64_t first = at(0, f, ref);
+        for (int q = 1; q < R; ++q) first = std::min(first, at(q, f, ref));
+        if (at(r, f, p) != 0) d.push_back(static_cast<double>(at(r, f, p) - first) * 1e-3);
+      }
+      std::snprintf(line, sizeof line, "%s%8.1f", r ? " /" : "", d.empty() ? -1.0 : median(d));
+      text += line;
+    }
+    text += "\n";
+  }
+  return text;
 }
 
 int run(const Args& args, const epmoe::MpiComm& comm) {
@@ -142,6 +179,7 @@ int run(const Args& args, const epmoe::MpiComm& comm) {
   }
 
   const CudaLayerStats stats = cuda_layer_stats(*layer);
+  const std::string trace_text = trace_table(cuda_layer_trace(*layer), std::max(args.iters, 1), comm);
   const double R = comm.size();
   const double dispatch_bytes = comm.sum(static_cast<double>(stats.dispatch_bytes_sent)) / R;
   const double combine_bytes = comm.sum(static_cast<double>(stats.combine_bytes_sent)) / R;
@@ -240,6 +278,7 @@ int run(const Args& args, const epmoe::MpiComm& comm) {
       std::printf(";");
     }
     std::printf("\n");
+    std::fputs(trace_text.c_str(), stdout);
     if (args.verify) std::printf("# verify: %s: %s\n", verified ? "PASSED" : "FAILED", verify_text.c_str());
     if (!args.json.empty()) {
       std::ofstream j(args.json);
