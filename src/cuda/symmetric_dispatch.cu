@@ -4,6 +4,7 @@
 
 #include <algorithm>
 #include <cstdio>
+#include <cstdlib>
 
 #include "epmoe/error.hpp"
 #include "pair_meta.cuh"
@@ -52,15 +53,20 @@ __global__ void peer_bases_kernel(ncclWindow_t window, int ranks, char** peers) 
 }
 
 // 1: this rank's counts [R, stride] into row `me` of every rank's mailbox slot, then their count flags.
+// `stamps` (EPMOE_CUDA_TRACE, else nullptr): entry, rows written, fenced.
 __global__ void post_counts_kernel(const int* __restrict__ sent, char* const* __restrict__ peers, SymmetricLayout L,
-                                   int me, std::uint64_t epoch) {
+                                   int me, std::uint64_t epoch, bool fence, unsigned long long* stamps) {
+  if (stamps && threadIdx.x == 0) stamps[0] = global_ns();
   const int n = L.ranks * L.stride;
   for (int d = 0; d < L.ranks; ++d) {
     int* row = mailbox_slot(peers[d], L, epoch) + static_cast<std::size_t>(me) * n;
     for (int i = threadIdx.x; i < n; i += blockDim.x) row[i] = sent[i];
   }
-  __threadfence_system();
   __syncthreads();
+  if (stamps && threadIdx.x == 0) stamps[1] = global_ns();
+  if (fence) __threadfence_system();
+  __syncthreads();
+  if (stamps && threadIdx.x == 0) stamps[2] = global_ns();
   for (int d = threadIdx.x; d < L.ranks; d += blockDim.x) store_release_sys(count_flags(peers[d], L) + me, epoch);
 }
 
@@ -180,6 +186,17 @@ void SymmetricDispatch::allocate(int token_capacity) {
   SymmetricLayout& L = layout_;
   L.row_capacity = static_cast<std::size_t>(L.ranks) * token_capacity;
   std::size_t at = 0;
+  if (std::getenv("EPMOE_CUDA_SYMMETRIC_HEAD")) {  // experiment: mailbox and flags first
+    L.mailbox = at;
+    at = round_up(at + 2 * static_cast<std::size_t>(L.mailbox_ints()) * sizeof(int), kAlign);
+    L.flags = at;
+    at = round_up(at + 2 * static_cast<std::size_t>(L.ranks) * sizeof(std::uint64_t), kAlign);
+    L.rows = at;
+    at = round_up(at + L.row_capacity * L.width * sizeof(bf16), kAlign);
+    L.meta = at;
+    at = round_up(at + L.row_capacity * 2 * L.top_k * sizeof(int), kAlign);
+    L.bytes = at;
+  } else {
   L.rows = at;
   at = round_up(at + L.row_capacity * L.width * sizeof(bf16), kAlign);
   L.meta = at;
@@ -189,6 +206,7 @@ void SymmetricDispatch::allocate(int token_capacity) {
   L.flags = at;
   at = round_up(at + 2 * static_cast<std::size_t>(L.ranks) * sizeof(std::uint64_t), kAlign);
   L.bytes = at;
+  }
   // A single rank's window is its own memory: nothing to register (and NCCL makes no LSA window for one rank).
   if (L.ranks == 1)
     EPMOE_CUDA_CHECK(cudaMalloc(&window_, L.bytes));
@@ -196,7 +214,7 @@ void SymmetricDispatch::allocate(int token_capacity) {
     EPMOE_NCCL_CHECK(ncclMemAlloc(&window_, L.bytes));
   // Zero mailbox and flags (epochs start at 1) before any rank can write into them: the registration below is
   // collective, and no rank posts before it has registered.
-  EPMOE_CUDA_CHECK(cudaMemset(static_cast<char*>(window_) + L.mailbox, 0, L.bytes - L.mailbox));
+  EPMOE_CUDA_CHECK(cudaMemset(window_, 0, L.bytes));
   EPMOE_CUDA_CHECK(cudaDeviceSynchronize());
   if (L.ranks == 1) {
     char* self = static_cast<char*>(window_);
@@ -238,7 +256,9 @@ void SymmetricDispatch::begin_forward(int tokens, cudaStream_t stream) {
 void SymmetricDispatch::exchange_counts(const int* sent_counts, cudaStream_t stream, ForwardTrace& trace) {
   const SymmetricLayout& L = layout_;
   const int me = comm_.rank();
-  post_counts_kernel<<<1, 256, 0, stream>>>(sent_counts, peers_.data(), L, me, epoch_);
+  static const bool fence = !std::getenv("EPMOE_CUDA_SYMMETRIC_NO_FENCE");  // experiment
+  post_counts_kernel<<<1, 256, 0, stream>>>(sent_counts, peers_.data(), L, me, epoch_, fence,
+                                            trace.slot(ForwardTrace::kPostEntry));
   EPMOE_CUDA_LAUNCH_CHECK();
   trace.gpu(ForwardTrace::kPosted, stream);
   wait_for_flags(0, 0, stream);

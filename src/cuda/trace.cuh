@@ -16,7 +16,10 @@ namespace epmoe::cuda {
 class ForwardTrace {
  public:
   // GPU points, in forward order.
-  enum Gpu { kStart, kRouted, kLayout, kPosted, kCounts, kPushed, kPayload, kExperts, kCombined, kGpuPoints };
+  enum Gpu {
+    kStart, kRouted, kLayout, kPostEntry, kPostWritten, kPostFenced, kPosted, kCounts, kPushed, kPayload, kExperts,
+    kCombined, kGpuPoints
+  };
   // Host points.
   enum Host { kHostStart, kHostAgreed, kHostCounts, kHostPoints };
   static const char* const kGpuNames[kGpuPoints];
@@ -26,6 +29,8 @@ class ForwardTrace {
   bool enabled() const { return enabled_; }
   void begin_forward();  // clears this forward's stamps (the stream of the last one has been synchronized)
   void gpu(Gpu point, cudaStream_t stream);
+  // Where a kernel of the forward writes the stamp of `point` itself (%globaltimer); nullptr when tracing is off.
+  unsigned long long* slot(Gpu point) const { return enabled_ ? stamps_.data() + point : nullptr; }
   void host(Host point);
   // After the forward's stream synchronization: the forward's stamps, GPU points then host points (0: not reached).
   void end_forward();
