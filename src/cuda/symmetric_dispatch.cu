@@ -4,7 +4,6 @@
 
 #include <algorithm>
 #include <cstdio>
-#include <cstdlib>
 
 #include "epmoe/error.hpp"
 #include "pair_meta.cuh"
@@ -36,15 +35,29 @@ __device__ __forceinline__ std::uint64_t global_ns() {
   return t;
 }
 
-// flags part of a window: [2][R] u64: counts arrived from rank r, rows arrived from rank r.
-__device__ __forceinline__ std::uint64_t* count_flags(char* window, const SymmetricLayout& L) {
+__device__ __forceinline__ std::uint64_t load_relaxed_sys(const std::uint64_t* p) {
+  std::uint64_t v;
+  asm volatile("ld.relaxed.sys.global.u64 %0, [%1];" : "=l"(v) : "l"(p) : "memory");
+  return v;
+}
+
+__device__ __forceinline__ void store_relaxed_sys(std::uint64_t* p, std::uint64_t v) {
+  asm volatile("st.relaxed.sys.global.u64 [%0], %1;" ::"l"(p), "l"(v) : "memory");
+}
+
+// flags part of a window: [R] u64: rows arrived from rank r.
+__device__ __forceinline__ std::uint64_t* payload_flags(char* window, const SymmetricLayout& L) {
   return reinterpret_cast<std::uint64_t*>(window + L.flags);
 }
-__device__ __forceinline__ std::uint64_t* payload_flags(char* window, const SymmetricLayout& L) {
-  return count_flags(window, L) + L.ranks;
+// A mailbox word: the count in the low half, the forward's tag in the high half (one 64-bit store writes both).
+__device__ __forceinline__ std::uint64_t* mailbox_slot(char* window, const SymmetricLayout& L, std::uint64_t epoch) {
+  return reinterpret_cast<std::uint64_t*>(window + L.mailbox) + (epoch & 1) * L.mailbox_words();
 }
-__device__ __forceinline__ int* mailbox_slot(char* window, const SymmetricLayout& L, std::uint64_t epoch) {
-  return reinterpret_cast<int*>(window + L.mailbox) + (epoch & 1) * L.mailbox_ints();
+__device__ __forceinline__ std::uint64_t mailbox_word(int count, std::uint64_t epoch) {
+  return (static_cast<std::uint64_t>(static_cast<std::uint32_t>(epoch)) << 32) | static_cast<std::uint32_t>(count);
+}
+__device__ __forceinline__ bool mailbox_current(std::uint64_t word, std::uint64_t epoch) {
+  return static_cast<std::uint32_t>(word >> 32) == static_cast<std::uint32_t>(epoch);
 }
 
 __global__ void peer_bases_kernel(ncclWindow_t window, int ranks, char** peers) {
@@ -52,37 +65,53 @@ __global__ void peer_bases_kernel(ncclWindow_t window, int ranks, char** peers) 
   if (r < ranks) peers[r] = static_cast<char*>(ncclGetPeerPointer(window, 0, r));
 }
 
-// 1: this rank's counts [R, stride] into row `me` of every rank's mailbox slot, then their count flags.
-// `stamps` (EPMOE_CUDA_TRACE, else nullptr): entry, rows written, fenced.
+// 1: this rank's counts [R, stride] into row `me` of every rank's mailbox slot, each count tagged with the forward
+// in the same 64-bit store, so that a receiver knows a word is current by its tag alone: no flag, and no fence (a
+// system-scope fence costs 0.1-0.25 ms when the GPUs are busy: EPMOE_CUDA_TRACE, docs/performance.md).
+// `stamps` (EPMOE_CUDA_TRACE, else nullptr): the kernel's entry and the end of its stores.
 __global__ void post_counts_kernel(const int* __restrict__ sent, char* const* __restrict__ peers, SymmetricLayout L,
-                                   int me, std::uint64_t epoch, bool fence, unsigned long long* stamps) {
+                                   int me, std::uint64_t epoch, unsigned long long* stamps) {
   if (stamps && threadIdx.x == 0) stamps[0] = global_ns();
   const int n = L.ranks * L.stride;
   for (int d = 0; d < L.ranks; ++d) {
-    int* row = mailbox_slot(peers[d], L, epoch) + static_cast<std::size_t>(me) * n;
-    for (int i = threadIdx.x; i < n; i += blockDim.x) row[i] = sent[i];
+    std::uint64_t* row = mailbox_slot(peers[d], L, epoch) + static_cast<std::size_t>(me) * n;
+    for (int i = threadIdx.x; i < n; i += blockDim.x) store_relaxed_sys(row + i, mailbox_word(sent[i], epoch));
   }
-  __syncthreads();
-  if (stamps && threadIdx.x == 0) stamps[1] = global_ns();
-  if (fence) __threadfence_system();
-  __syncthreads();
-  if (stamps && threadIdx.x == 0) stamps[2] = global_ns();
-  for (int d = threadIdx.x; d < L.ranks; d += blockDim.x) store_release_sys(count_flags(peers[d], L) + me, epoch);
+  if (stamps) {
+    __syncthreads();
+    if (threadIdx.x == 0) stamps[1] = global_ns();
+  }
 }
 
-// 2 and 4: until flags[r] >= epoch for every rank r (acquire). After 60 s it gives up, records which rank it waited
-// for in the mapped word (the host turns that into an error) and returns.
+// Gives up on a wait after 60 s: records the rank it waited for in the page-locked word (the host turns that into an
+// error). True when the wait should stop (this thread gave up, or another one did).
+__device__ __forceinline__ bool wait_gave_up(std::uint64_t start, int* timeout, int code) {
+  if (*reinterpret_cast<volatile int*>(timeout) != 0) return true;
+  if (global_ns() - start <= kTimeoutNs) return false;
+  atomicCAS(timeout, 0, code);
+  __threadfence_system();
+  return true;
+}
+
+// 2: until every word of this forward's mailbox slot carries its tag (all R ranks' counts are here).
+__global__ void wait_counts_kernel(const std::uint64_t* slot, int words, int per_rank, std::uint64_t epoch,
+                                   int* timeout) {
+  const std::uint64_t start = global_ns();
+  for (int i = threadIdx.x; i < words; i += blockDim.x) {
+    while (!mailbox_current(load_relaxed_sys(slot + i), epoch)) {
+      if (wait_gave_up(start, timeout, 1 + i / per_rank)) return;
+      __nanosleep(64);
+    }
+  }
+}
+
+// 4: until flags[r] >= epoch for every rank r (acquire).
 __global__ void wait_flags_kernel(const std::uint64_t* flags, int ranks, std::uint64_t epoch, int code,
                                   int* timeout) {
   for (int r = threadIdx.x; r < ranks; r += blockDim.x) {
     const std::uint64_t start = global_ns();
     while (load_acquire_sys(flags + r) < epoch) {
-      if (*reinterpret_cast<volatile int*>(timeout) != 0) return;
-      if (global_ns() - start > kTimeoutNs) {
-        atomicCAS(timeout, 0, code + 1 + r);
-        __threadfence_system();
-        return;
-      }
+      if (wait_gave_up(start, timeout, code + 1 + r)) return;
       __nanosleep(64);
     }
   }
@@ -111,10 +140,11 @@ __global__ void push_kernel(const bf16* __restrict__ xr, const int* __restrict__
   extern __shared__ std::size_t base[];  // [R]
   const int R = L.ranks, K = L.top_k, width = L.width;
   {
-    const int* mail = mailbox_slot(peers[me], L, epoch);
+    const std::uint64_t* mail = mailbox_slot(peers[me], L, epoch);  // current: step 2 is complete
     for (int d = threadIdx.x; d < R; d += blockDim.x) {
       std::size_t b = 0;
-      for (int s = 0; s < me; ++s) b += mail[(static_cast<std::size_t>(s) * R + d) * L.stride];
+      for (int s = 0; s < me; ++s)
+        b += static_cast<std::uint32_t>(load_relaxed_sys(mail + (static_cast<std::size_t>(s) * R + d) * L.stride));
       base[d] = b;
     }
   }
@@ -171,7 +201,8 @@ SymmetricDispatch::SymmetricDispatch(const MpiComm& comm, const NcclComm& nccl, 
   peers_ = DeviceBuffer<char*>(layout_.ranks, "symmetric_peers");
   ticket_ = DeviceBuffer<unsigned int>(1, "symmetric_ticket");
   EPMOE_CUDA_CHECK(cudaMemset(ticket_.data(), 0, sizeof(unsigned int)));
-  host_counts_.reserve(layout_.mailbox_ints());
+  host_words_.reserve(layout_.mailbox_words());
+  host_counts_.resize(layout_.mailbox_words());
   timeout_.reserve(1);  // page-locked: the wait kernels write it through the same address (unified addressing)
   timeout_.data()[0] = 0;
   allocate(std::max(1, token_capacity));
@@ -186,27 +217,15 @@ void SymmetricDispatch::allocate(int token_capacity) {
   SymmetricLayout& L = layout_;
   L.row_capacity = static_cast<std::size_t>(L.ranks) * token_capacity;
   std::size_t at = 0;
-  if (std::getenv("EPMOE_CUDA_SYMMETRIC_HEAD")) {  // experiment: mailbox and flags first
-    L.mailbox = at;
-    at = round_up(at + 2 * static_cast<std::size_t>(L.mailbox_ints()) * sizeof(int), kAlign);
-    L.flags = at;
-    at = round_up(at + 2 * static_cast<std::size_t>(L.ranks) * sizeof(std::uint64_t), kAlign);
-    L.rows = at;
-    at = round_up(at + L.row_capacity * L.width * sizeof(bf16), kAlign);
-    L.meta = at;
-    at = round_up(at + L.row_capacity * 2 * L.top_k * sizeof(int), kAlign);
-    L.bytes = at;
-  } else {
   L.rows = at;
   at = round_up(at + L.row_capacity * L.width * sizeof(bf16), kAlign);
   L.meta = at;
   at = round_up(at + L.row_capacity * 2 * L.top_k * sizeof(int), kAlign);
   L.mailbox = at;
-  at = round_up(at + 2 * static_cast<std::size_t>(L.mailbox_ints()) * sizeof(int), kAlign);
+  at = round_up(at + 2 * static_cast<std::size_t>(L.mailbox_words()) * sizeof(std::uint64_t), kAlign);
   L.flags = at;
-  at = round_up(at + 2 * static_cast<std::size_t>(L.ranks) * sizeof(std::uint64_t), kAlign);
+  at = round_up(at + static_cast<std::size_t>(L.ranks) * sizeof(std::uint64_t), kAlign);
   L.bytes = at;
-  }
   // A single rank's window is its own memory: nothing to register (and NCCL makes no LSA window for one rank).
   if (L.ranks == 1)
     EPMOE_CUDA_CHECK(cudaMalloc(&window_, L.bytes));
@@ -214,7 +233,7 @@ void SymmetricDispatch::allocate(int token_capacity) {
     EPMOE_NCCL_CHECK(ncclMemAlloc(&window_, L.bytes));
   // Zero mailbox and flags (epochs start at 1) before any rank can write into them: the registration below is
   // collective, and no rank posts before it has registered.
-  EPMOE_CUDA_CHECK(cudaMemset(window_, 0, L.bytes));
+  EPMOE_CUDA_CHECK(cudaMemset(static_cast<char*>(window_) + L.mailbox, 0, L.bytes - L.mailbox));
   EPMOE_CUDA_CHECK(cudaDeviceSynchronize());
   if (L.ranks == 1) {
     char* self = static_cast<char*>(window_);
@@ -256,18 +275,18 @@ void SymmetricDispatch::begin_forward(int tokens, cudaStream_t stream) {
 void SymmetricDispatch::exchange_counts(const int* sent_counts, cudaStream_t stream, ForwardTrace& trace) {
   const SymmetricLayout& L = layout_;
   const int me = comm_.rank();
-  static const bool fence = !std::getenv("EPMOE_CUDA_SYMMETRIC_NO_FENCE");  // experiment
-  post_counts_kernel<<<1, 256, 0, stream>>>(sent_counts, peers_.data(), L, me, epoch_, fence,
+  post_counts_kernel<<<1, 256, 0, stream>>>(sent_counts, peers_.data(), L, me, epoch_,
                                             trace.slot(ForwardTrace::kPostEntry));
   EPMOE_CUDA_LAUNCH_CHECK();
   trace.gpu(ForwardTrace::kPosted, stream);
-  wait_for_flags(0, 0, stream);
-  char* local = static_cast<char*>(window_);
+  const auto* slot = reinterpret_cast<const std::uint64_t*>(static_cast<char*>(window_) + L.mailbox) +
+                     (epoch_ & 1) * L.mailbox_words();
+  wait_counts_kernel<<<1, 256, 0, stream>>>(slot, L.mailbox_words(), L.ranks * L.stride, epoch_, timeout_.data());
+  EPMOE_CUDA_LAUNCH_CHECK();
   counts_arrived_.record(stream);
   EPMOE_CUDA_CHECK(cudaStreamWaitEvent(copy_stream_.get(), counts_arrived_.get(), 0));
-  const int* slot = reinterpret_cast<const int*>(local + L.mailbox) + (epoch_ & 1) * L.mailbox_ints();
-  EPMOE_CUDA_CHECK(cudaMemcpyAsync(host_counts_.data(), slot, L.mailbox_ints() * sizeof(int), cudaMemcpyDeviceToHost,
-                                   copy_stream_.get()));
+  EPMOE_CUDA_CHECK(cudaMemcpyAsync(host_words_.data(), slot, L.mailbox_words() * sizeof(std::uint64_t),
+                                   cudaMemcpyDeviceToHost, copy_stream_.get()));
   counts_copied_.record(copy_stream_.get());
 }
 
@@ -284,19 +303,17 @@ void SymmetricDispatch::push(const bf16* xr, const int* ids, const float* weight
       epoch_, ticket_.data());
   EPMOE_CUDA_LAUNCH_CHECK();
   trace.gpu(ForwardTrace::kPushed, stream);
-  wait_for_flags(L.ranks, kPayloadWait, stream);
-}
-
-void SymmetricDispatch::wait_for_flags(int first, int code, cudaStream_t stream) {
-  const int R = layout_.ranks;
-  const auto* flags = reinterpret_cast<const std::uint64_t*>(static_cast<char*>(window_) + layout_.flags) + first;
-  wait_flags_kernel<<<1, 32 * ((R + 31) / 32), 0, stream>>>(flags, R, epoch_, code, timeout_.data());
+  const auto* arrived = reinterpret_cast<const std::uint64_t*>(static_cast<char*>(window_) + L.flags);
+  wait_flags_kernel<<<1, 32 * ((L.ranks + 31) / 32), 0, stream>>>(arrived, L.ranks, epoch_, kPayloadWait,
+                                                                    timeout_.data());
   EPMOE_CUDA_LAUNCH_CHECK();
 }
 
 const int* SymmetricDispatch::host_counts() {
   EPMOE_CUDA_CHECK(cudaEventSynchronize(counts_copied_.get()));
   check_timeouts();
+  for (std::size_t i = 0; i < host_counts_.size(); ++i)
+    host_counts_[i] = static_cast<int>(static_cast<std::uint32_t>(host_words_.data()[i]));
   return host_counts_.data();
 }
 

@@ -24,6 +24,7 @@
 #include <cstdint>
 #include <memory>
 #include <string>
+#include <vector>
 
 #include "epmoe/comm.hpp"
 #include "kernels.cuh"
@@ -39,9 +40,8 @@ struct SymmetricLayout {
   std::size_t row_capacity = 0;  // rows the window receives at most: ranks x token capacity
   int ranks = 0, stride = 0;     // stride = 1 + max_local: one rank's counts for one destination
   int width = 0, top_k = 0;
-  __host__ __device__ int mailbox_ints() const {
-    return ranks * ranks * stride;
-  }  // one slot: [source, destination, stride]
+  // One mailbox slot: [source, destination, stride] 64-bit words (count, forward tag).
+  __host__ __device__ int mailbox_words() const { return ranks * ranks * stride; }
 };
 
 class SymmetricDispatch {
@@ -77,8 +77,6 @@ class SymmetricDispatch {
  private:
   void allocate(int token_capacity);
   void release() noexcept;
-  // Steps 2 and 4: a one-block kernel on `stream` until flags [first, first + R) of this window reach the epoch.
-  void wait_for_flags(int first, int code, cudaStream_t stream);
 
   MpiComm comm_;
   const NcclComm& nccl_;
@@ -89,7 +87,8 @@ class SymmetricDispatch {
   ncclWindow_t handle_ = nullptr;
   DeviceBuffer<char*> peers_;          // [R] every rank's window, as this GPU addresses it
   DeviceBuffer<unsigned int> ticket_;  // the push's last-block detection
-  PinnedBuffer<int> host_counts_;      // the mailbox slot of the forward
+  PinnedBuffer<std::uint64_t> host_words_;  // the mailbox slot of the forward, as copied
+  std::vector<int> host_counts_;             // its counts
   PinnedBuffer<int> timeout_;          // 0, or 1 + the rank a wait gave up on (+ 1000: the payload wait)
   Stream copy_stream_;
   Event counts_arrived_{false}, counts_copied_{false};
