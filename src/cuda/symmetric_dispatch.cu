@@ -6,6 +6,7 @@
 #include <cstdio>
 
 #include "epmoe/error.hpp"
+#include "env.cuh"
 #include "pair_meta.cuh"
 
 namespace epmoe::cuda {
@@ -67,10 +68,11 @@ __global__ void peer_bases_kernel(ncclWindow_t window, int ranks, char** peers) 
 
 // 1: this rank's counts [R, stride] into row `me` of every rank's mailbox slot, each count tagged with the forward
 // in the same 64-bit store, so that a receiver knows a word is current by its tag alone: no flag, and no fence (a
-// system-scope fence costs 0.1-0.25 ms when the GPUs are busy: EPMOE_CUDA_TRACE, docs/performance.md).
-// `stamps` (EPMOE_CUDA_TRACE, else nullptr): the kernel's entry and the end of its stores.
-__global__ void post_counts_kernel(const int* __restrict__ sent, char* const* __restrict__ peers, SymmetricLayout L,
-                                   int me, std::uint64_t epoch, unsigned long long* stamps) {
+// system-scope fence costs 0.1-0.25 ms while the GPUs are busy: EPMOE_CUDA_TRACE, docs/performance.md).
+// `stamps` (EPMOE_CUDA_TRACE, else nullptr): the entry and the end of the stores.
+__device__ __forceinline__ void post_counts(const int* __restrict__ sent, char* const* __restrict__ peers,
+                                            const SymmetricLayout& L, int me, std::uint64_t epoch,
+                                            unsigned long long* stamps) {
   if (stamps && threadIdx.x == 0) stamps[0] = global_ns();
   const int n = L.ranks * L.stride;
   for (int d = 0; d < L.ranks; ++d) {
@@ -94,8 +96,8 @@ __device__ __forceinline__ bool wait_gave_up(std::uint64_t start, int* timeout, 
 }
 
 // 2: until every word of this forward's mailbox slot carries its tag (all R ranks' counts are here).
-__global__ void wait_counts_kernel(const std::uint64_t* slot, int words, int per_rank, std::uint64_t epoch,
-                                   int* timeout) {
+__device__ __forceinline__ void wait_counts(const std::uint64_t* slot, int words, int per_rank, std::uint64_t epoch,
+                                            int* timeout) {
   const std::uint64_t start = global_ns();
   for (int i = threadIdx.x; i < words; i += blockDim.x) {
     while (!mailbox_current(load_relaxed_sys(slot + i), epoch)) {
@@ -103,6 +105,23 @@ __global__ void wait_counts_kernel(const std::uint64_t* slot, int words, int per
       __nanosleep(64);
     }
   }
+}
+
+// Steps 1 and 2 as two kernels (EPMOE_CUDA_COUNT_WAIT=split), or as one (fused, the default): the trace showed the
+// end of a kernel that stored into the peers' windows costing about as much as a system-scope fence on deepseek-v3.
+__global__ void post_counts_kernel(const int* __restrict__ sent, char* const* __restrict__ peers, SymmetricLayout L,
+                                   int me, std::uint64_t epoch, unsigned long long* stamps) {
+  post_counts(sent, peers, L, me, epoch, stamps);
+}
+__global__ void wait_counts_kernel(const std::uint64_t* slot, int words, int per_rank, std::uint64_t epoch,
+                                   int* timeout) {
+  wait_counts(slot, words, per_rank, epoch, timeout);
+}
+__global__ void post_wait_counts_kernel(const int* __restrict__ sent, char* const* __restrict__ peers,
+                                        SymmetricLayout L, int me, std::uint64_t epoch, unsigned long long* stamps,
+                                        const std::uint64_t* slot, int* timeout) {
+  post_counts(sent, peers, L, me, epoch, stamps);
+  wait_counts(slot, L.mailbox_words(), L.ranks * L.stride, epoch, timeout);
 }
 
 // 4: until flags[r] >= epoch for every rank r (acquire).
@@ -187,7 +206,7 @@ bool SymmetricDispatch::available(const NcclComm& nccl, std::string* why) {
 
 SymmetricDispatch::SymmetricDispatch(const MpiComm& comm, const NcclComm& nccl, int width, int top_k, int max_local,
                                      int token_capacity)
-    : comm_(comm), nccl_(nccl) {
+    : comm_(comm), nccl_(nccl), fused_count_wait_(env_choice("EPMOE_CUDA_COUNT_WAIT", {"fused", "split"}) == 0) {
   EPMOE_REQUIRE(comm.size() <= kMaxRanks, ErrorKind::Config, "the symmetric dispatch supports at most ", kMaxRanks,
                 " ranks");
   EPMOE_REQUIRE(top_k <= 32, ErrorKind::Config, "the symmetric dispatch supports top_k <= 32, got ", top_k);
@@ -275,14 +294,20 @@ void SymmetricDispatch::begin_forward(int tokens, cudaStream_t stream) {
 void SymmetricDispatch::exchange_counts(const int* sent_counts, cudaStream_t stream, ForwardTrace& trace) {
   const SymmetricLayout& L = layout_;
   const int me = comm_.rank();
-  post_counts_kernel<<<1, 256, 0, stream>>>(sent_counts, peers_.data(), L, me, epoch_,
-                                            trace.slot(ForwardTrace::kPostEntry));
-  EPMOE_CUDA_LAUNCH_CHECK();
-  trace.gpu(ForwardTrace::kPosted, stream);
   const auto* slot = reinterpret_cast<const std::uint64_t*>(static_cast<char*>(window_) + L.mailbox) +
                      (epoch_ & 1) * L.mailbox_words();
-  wait_counts_kernel<<<1, 256, 0, stream>>>(slot, L.mailbox_words(), L.ranks * L.stride, epoch_, timeout_.data());
-  EPMOE_CUDA_LAUNCH_CHECK();
+  if (fused_count_wait_) {
+    post_wait_counts_kernel<<<1, 256, 0, stream>>>(sent_counts, peers_.data(), L, me, epoch_,
+                                                   trace.slot(ForwardTrace::kPostEntry), slot, timeout_.data());
+    EPMOE_CUDA_LAUNCH_CHECK();
+  } else {
+    post_counts_kernel<<<1, 256, 0, stream>>>(sent_counts, peers_.data(), L, me, epoch_,
+                                              trace.slot(ForwardTrace::kPostEntry));
+    EPMOE_CUDA_LAUNCH_CHECK();
+    trace.gpu(ForwardTrace::kPosted, stream);
+    wait_counts_kernel<<<1, 256, 0, stream>>>(slot, L.mailbox_words(), L.ranks * L.stride, epoch_, timeout_.data());
+    EPMOE_CUDA_LAUNCH_CHECK();
+  }
   counts_arrived_.record(stream);
   EPMOE_CUDA_CHECK(cudaStreamWaitEvent(copy_stream_.get(), counts_arrived_.get(), 0));
   EPMOE_CUDA_CHECK(cudaMemcpyAsync(host_words_.data(), slot, L.mailbox_words() * sizeof(std::uint64_t),

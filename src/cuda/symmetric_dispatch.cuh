@@ -93,6 +93,7 @@ class SymmetricDispatch {
   Stream copy_stream_;
   Event counts_arrived_{false}, counts_copied_{false};
   int sm_count_ = 0;
+  bool fused_count_wait_;  // EPMOE_CUDA_COUNT_WAIT = fused (default) | split: steps 1 and 2 in one kernel or two
 };
 
 }  // namespace epmoe::cuda
