@@ -6,7 +6,6 @@
 #include <cstdio>
 
 #include "epmoe/error.hpp"
-#include "env.cuh"
 #include "pair_meta.cuh"
 
 namespace epmoe::cuda {
@@ -107,16 +106,7 @@ __device__ __forceinline__ void wait_counts(const std::uint64_t* slot, int words
   }
 }
 
-// Steps 1 and 2 as two kernels (EPMOE_CUDA_COUNT_WAIT=split), or as one (fused, the default): the trace showed the
-// end of a kernel that stored into the peers' windows costing about as much as a system-scope fence on deepseek-v3.
-__global__ void post_counts_kernel(const int* __restrict__ sent, char* const* __restrict__ peers, SymmetricLayout L,
-                                   int me, std::uint64_t epoch, unsigned long long* stamps) {
-  post_counts(sent, peers, L, me, epoch, stamps);
-}
-__global__ void wait_counts_kernel(const std::uint64_t* slot, int words, int per_rank, std::uint64_t epoch,
-                                   int* timeout) {
-  wait_counts(slot, words, per_rank, epoch, timeout);
-}
+// Steps 1 and 2 in one kernel (as two kernels they took the same time).
 __global__ void post_wait_counts_kernel(const int* __restrict__ sent, char* const* __restrict__ peers,
                                         SymmetricLayout L, int me, std::uint64_t epoch, unsigned long long* stamps,
                                         const std::uint64_t* slot, int* timeout) {
@@ -206,7 +196,7 @@ bool SymmetricDispatch::available(const NcclComm& nccl, std::string* why) {
 
 SymmetricDispatch::SymmetricDispatch(const MpiComm& comm, const NcclComm& nccl, int width, int top_k, int max_local,
                                      int token_capacity)
-    : comm_(comm), nccl_(nccl), fused_count_wait_(env_choice("EPMOE_CUDA_COUNT_WAIT", {"fused", "split"}) == 0) {
+    : comm_(comm), nccl_(nccl) {
   EPMOE_REQUIRE(comm.size() <= kMaxRanks, ErrorKind::Config, "the symmetric dispatch supports at most ", kMaxRanks,
                 " ranks");
   EPMOE_REQUIRE(top_k <= 32, ErrorKind::Config, "the symmetric dispatch supports top_k <= 32, got ", top_k);
@@ -296,18 +286,9 @@ void SymmetricDispatch::exchange_counts(const int* sent_counts, cudaStream_t str
   const int me = comm_.rank();
   const auto* slot = reinterpret_cast<const std::uint64_t*>(static_cast<char*>(window_) + L.mailbox) +
                      (epoch_ & 1) * L.mailbox_words();
-  if (fused_count_wait_) {
-    post_wait_counts_kernel<<<1, 256, 0, stream>>>(sent_counts, peers_.data(), L, me, epoch_,
-                                                   trace.slot(ForwardTrace::kPostEntry), slot, timeout_.data());
-    EPMOE_CUDA_LAUNCH_CHECK();
-  } else {
-    post_counts_kernel<<<1, 256, 0, stream>>>(sent_counts, peers_.data(), L, me, epoch_,
-                                              trace.slot(ForwardTrace::kPostEntry));
-    EPMOE_CUDA_LAUNCH_CHECK();
-    trace.gpu(ForwardTrace::kPosted, stream);
-    wait_counts_kernel<<<1, 256, 0, stream>>>(slot, L.mailbox_words(), L.ranks * L.stride, epoch_, timeout_.data());
-    EPMOE_CUDA_LAUNCH_CHECK();
-  }
+  post_wait_counts_kernel<<<1, 256, 0, stream>>>(sent_counts, peers_.data(), L, me, epoch_,
+                                                 trace.slot(ForwardTrace::kPostEntry), slot, timeout_.data());
+  EPMOE_CUDA_LAUNCH_CHECK();
   counts_arrived_.record(stream);
   EPMOE_CUDA_CHECK(cudaStreamWaitEvent(copy_stream_.get(), counts_arrived_.get(), 0));
   EPMOE_CUDA_CHECK(cudaMemcpyAsync(host_words_.data(), slot, L.mailbox_words() * sizeof(std::uint64_t),

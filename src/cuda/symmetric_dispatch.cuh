@@ -2,9 +2,11 @@
 // symmetric window (ncclMemAlloc + ncclCommWindowRegister) that all ranks of the node reach by load and store over
 // NVLink (NCCL's LSA team), and the kernels of the dispatch write straight into the receivers' windows:
 //
-//   1. post_counts:  this rank's sent counts [R, 1 + max_local] go to every rank's mailbox (all ranks then know every
-//                    rank's row count for every destination), then a flag per receiver (release, system scope);
-//   2. wait:         until every rank's counts have arrived here (acquire);
+//   1. post counts:  this rank's sent counts [R, 1 + max_local] go to every rank's mailbox (all ranks then know every
+//                    rank's row count for every destination), each count with the forward's tag in one 64-bit
+//                    store (relaxed, system scope): a word is current when its tag is, so there is no flag to raise
+//                    and no fence to pay (a system-scope fence cost 0.1-0.25 ms on deepseek-v3's busy GPUs);
+//   2. wait:         in the same kernel, until every word of this forward's mailbox slot here carries its tag;
 //   3. push:         each (token, destination) row and its pair metadata go into the destination's window at
 //                    (rows of lower ranks for that destination) + (its position among this rank's rows for it), so
 //                    a receiver's rows are contiguous and in source-rank order, exactly as the NCCL all-to-all-v lays
@@ -16,7 +18,8 @@
 // Reuse of the window across forwards is safe without further barriers: a rank posts the counts of forward e + 1
 // only after its own forward e has finished (stream order), and no rank pushes forward e + 1 before it has every
 // rank's counts of e + 1; the mailbox alternates between two slots (a rank is at most one forward ahead of another
-// when it posts). Flags carry the forward's number (epoch), so they never need resetting.
+// when it posts). Flags and mailbox words carry the forward's number (epoch; the words its low 32 bits), so they never
+// need resetting.
 #pragma once
 
 #include <nccl.h>
@@ -93,7 +96,6 @@ class SymmetricDispatch {
   Stream copy_stream_;
   Event counts_arrived_{false}, counts_copied_{false};
   int sm_count_ = 0;
-  bool fused_count_wait_;  // EPMOE_CUDA_COUNT_WAIT = fused (default) | split: steps 1 and 2 in one kernel or two
 };
 
 }  // namespace epmoe::cuda

@@ -25,8 +25,7 @@ std::int64_t realtime_ns() {
 }  // namespace
 
 const char* const ForwardTrace::kGpuNames[kGpuPoints] = {
-    "start", "routed", "layout", "post_entry", "post_written", "posted", "counts", "pushed", "payload", "experts",
-    "combined"};
+    "start", "routed", "layout", "post_entry", "post_written", "counts", "pushed", "payload", "experts", "combined"};
 const char* const ForwardTrace::kHostNames[kHostPoints] = {"host_start", "host_agreed", "host_counts"};
 
 ForwardTrace::ForwardTrace() {

@@ -17,8 +17,7 @@ class ForwardTrace {
  public:
   // GPU points, in forward order.
   enum Gpu {
-    kStart, kRouted, kLayout, kPostEntry, kPostWritten, kPosted, kCounts, kPushed, kPayload, kExperts, kCombined,
-    kGpuPoints
+    kStart, kRouted, kLayout, kPostEntry, kPostWritten, kCounts, kPushed, kPayload, kExperts, kCombined, kGpuPoints
   };
   // Host points.
   enum Host { kHostStart, kHostAgreed, kHostCounts, kHostPoints };
