@@ -223,6 +223,7 @@ int cmd_bench(const Args& args, const MpiComm& comm) {
     row.t.dispatch_exchange = comm.max(mine.dispatch_exchange * per);
     row.t.combine_exchange = comm.max(mine.combine_exchange * per);
     row.t.expert_gemms = comm.max(mine.expert_gemms * per);
+    row.t.weighted_sum = comm.max(mine.weighted_sum * per);
     struct {
       double v;
       int r;
@@ -333,6 +334,7 @@ int cmd_bench(const Args& args, const MpiComm& comm) {
           .value("dispatch_exchange_ms", r.t.dispatch_exchange * 1e3)
           .value("combine_exchange_ms", r.t.combine_exchange * 1e3)
           .value("expert_gemms_ms", r.t.expert_gemms * 1e3)
+          .value("weighted_sum_ms", r.t.weighted_sum * 1e3)
           .value("tokens_per_s", r.t.total > 0 ? r.global_tokens / r.t.total : 0.0)
           .value("expert_tflops", r.t.experts > 0 ? r.expert_flops / r.t.experts * 1e-12 : 0.0)
           .value("expert_tflops_per_rank", r.t.experts > 0 ? r.expert_flops / r.t.experts * 1e-12 / comm.size() : 0.0)

@@ -30,12 +30,18 @@ for x in r["results"]:
     for k in ["route_ms", "dispatch_ms", "experts_ms", "combine_ms", "shared_ms", "total_ms", "tokens_per_s",
               "expert_tflops", "dispatch_gbps", "combine_gbps", "slowest_rank", "ceiling_gemm_tflops",
               "ceiling_alltoall_gbps", "dispatch_bytes_per_rank", "expert_flops", "dispatch_exchange_ms",
-              "combine_exchange_ms", "expert_gemms_ms"]:
+              "combine_exchange_ms", "expert_gemms_ms", "weighted_sum_ms"]:
         need(k in x, f"results[{x.get('tokens_per_rank')}].{k} missing")
     # Parts of phases: inside their phase, and measured (the GEMMs always run; the exchanges at several ranks).
     need(0 < x["expert_gemms_ms"] <= x["experts_ms"] + 1e-9, "expert_gemms must be positive and within experts")
     need(x["dispatch_exchange_ms"] <= x["dispatch_ms"] + 1e-9, "dispatch_exchange must lie within dispatch")
     need(x["combine_exchange_ms"] <= x["combine_ms"] + 1e-9, "combine_exchange must lie within combine")
+    # The weighted sum is timed apart by the CUDA backend only; the CPU backend's sum runs inside its GEMM loop.
+    if c["backend"] == "cpu":
+        need(x["weighted_sum_ms"] == 0, "the CPU backend does not time the weighted sum apart")
+    else:
+        need(0 < x["weighted_sum_ms"] <= x["experts_ms"] - x["expert_gemms_ms"] + 1e-9,
+             "weighted_sum must be positive and within experts, beside the GEMMs")
     if want_ranks > 1 and c["mode"] == "alltoall":
         need(x["dispatch_exchange_ms"] > 0 and x["combine_exchange_ms"] > 0, "the exchanges must be timed")
     need(x["total_ms"] > 0 and x["experts_ms"] > 0, "times must be positive")
