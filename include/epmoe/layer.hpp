@@ -25,7 +25,7 @@ struct PhaseTimes {
   // expert, gathering their rows or the weighted sum (the part a dense GEMM of the same shape is the ceiling of).
   double expert_gemms = 0;
   // Part of experts: the weighted sum of each row's pairs alone (the PyTorch breakdown counts it apart from
-  // the expert phase). CUDA backend only; zero on the CPU.
+  // the expert phase).
   double weighted_sum = 0;
   void reset() { *this = PhaseTimes{}; }
 };

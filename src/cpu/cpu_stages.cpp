@@ -231,6 +231,7 @@ Matrix<float> CpuStages::experts(const Batch& batch) {
       linear(m, Dp, I, a.data(), I, w2_padded_.data() + static_cast<size_t>(j) * Dp * I,
              b2_padded_.empty() ? nullptr : b2_padded_.data() + static_cast<size_t>(j) * Dp, y.data(), Dp);
     }
+    ScopedTimer sum(times_.weighted_sum);  // this expert's share of the weighted sum
     for (int i = 0; i < m; ++i) {
       const int p = order[offsets[j] + i];
       const float w = scale * batch.pair_weight[p];
