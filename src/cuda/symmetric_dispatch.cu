@@ -286,6 +286,7 @@ void SymmetricDispatch::exchange_counts(const int* sent_counts, cudaStream_t str
   const int me = comm_.rank();
   const auto* slot = reinterpret_cast<const std::uint64_t*>(static_cast<char*>(window_) + L.mailbox) +
                      (epoch_ & 1) * L.mailbox_words();
+  static_assert(ForwardTrace::kPostWritten == ForwardTrace::kPostEntry + 1, "post_counts stamps two adjacent slots");
   post_wait_counts_kernel<<<1, 256, 0, stream>>>(sent_counts, peers_.data(), L, me, epoch_,
                                                  trace.slot(ForwardTrace::kPostEntry), slot, timeout_.data());
   EPMOE_CUDA_LAUNCH_CHECK();
