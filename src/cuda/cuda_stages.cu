@@ -316,9 +316,9 @@ CudaStages::Batch CudaStages::dispatch(const Rows& xr, const Routing& routing) {
     symmetric_->exchange_counts(counts_send, s, trace_);
     clock_.end(counts_slot, s);
     trace_.gpu(ForwardTrace::kCounts, s);
+    start_shared_expert(SharedStart::Push);
     {
       StageTimer exchange(clock_, &PhaseTimes::dispatch_exchange, s);
-      start_shared_expert(SharedStart::Push);
       symmetric_->push(xr.data, routing.ids, routing.weights, T, owner_.data(), local_.data(), flags_.data(),
                        positions_.data(), s, trace_);
     }

@@ -5,6 +5,7 @@
 #include <algorithm>
 #include <cstdio>
 
+#include "device_clock.cuh"
 #include "epmoe/error.hpp"
 #include "pair_meta.cuh"
 
@@ -27,12 +28,6 @@ __device__ __forceinline__ std::uint64_t load_acquire_sys(const std::uint64_t* p
 
 __device__ __forceinline__ void store_release_sys(std::uint64_t* p, std::uint64_t v) {
   asm volatile("st.release.sys.global.u64 [%0], %1;" ::"l"(p), "l"(v) : "memory");
-}
-
-__device__ __forceinline__ std::uint64_t global_ns() {
-  std::uint64_t t;
-  asm volatile("mov.u64 %0, %%globaltimer;" : "=l"(t));
-  return t;
 }
 
 __device__ __forceinline__ std::uint64_t load_relaxed_sys(const std::uint64_t* p) {

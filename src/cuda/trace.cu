@@ -6,14 +6,13 @@
 #include <cstring>
 
 #include "check.cuh"
+#include "device_clock.cuh"
 
 namespace epmoe::cuda {
 namespace {
 
 __global__ void stamp_kernel(unsigned long long* slot) {
-  unsigned long long t;
-  asm volatile("mov.u64 %0, %%globaltimer;" : "=l"(t));
-  *reinterpret_cast<volatile unsigned long long*>(slot) = t;
+  *reinterpret_cast<volatile unsigned long long*>(slot) = global_ns();
 }
 
 std::int64_t realtime_ns() {

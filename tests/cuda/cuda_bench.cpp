@@ -69,8 +69,8 @@ double median(std::vector<double> v) {
 // since the earliest rank reached the forward's start (GPU points against the GPU start, %globaltimer; host points
 // against the host start, CLOCK_REALTIME). Collective; the text is for rank 0, empty when tracing is off.
 std::string trace_table(const epmoe::CudaTrace& trace, int iters, const epmoe::MpiComm& comm) {
-  const int F = static_cast<int>(
-      -comm.max(-static_cast<double>(std::min<std::size_t>(trace.forwards.size(), static_cast<std::size_t>(iters)))));
+  int F = static_cast<int>(std::min<std::size_t>(trace.forwards.size(), static_cast<std::size_t>(iters)));
+  MPI_Allreduce(MPI_IN_PLACE, &F, 1, MPI_INT, MPI_MIN, comm.handle());
   if (F == 0) return "";
   const int P = static_cast<int>(trace.points.size()), R = comm.size();
   std::vector<std::int64_t> mine;
@@ -168,15 +168,11 @@ int run(const Args& args, const epmoe::MpiComm& comm) {
   // Each rank's own medians, for the skew between ranks (a rank that reaches the dispatch late makes the others
   // wait in dispatch_counts).
   const int kSkewPhases[] = {kRoute, kDispatchCounts, kDispatchX, kExperts, kCombine, kShared, kTotal};
-  std::vector<double> per_rank;
-  for (int p : kSkewPhases) {
-    const double m = median(own[p]);
-    for (int r = 0; r < comm.size(); ++r) {
-      double v = m;
-      MPI_Bcast(&v, 1, MPI_DOUBLE, r, comm.handle());
-      per_rank.push_back(v);
-    }
-  }
+  constexpr int kSkew = sizeof kSkewPhases / sizeof kSkewPhases[0];
+  double own_medians[kSkew];
+  for (int i = 0; i < kSkew; ++i) own_medians[i] = median(own[kSkewPhases[i]]);
+  std::vector<double> per_rank(static_cast<std::size_t>(kSkew) * comm.size());  // [rank][phase], on rank 0
+  MPI_Gather(own_medians, kSkew, MPI_DOUBLE, per_rank.data(), kSkew, MPI_DOUBLE, 0, comm.handle());
 
   const CudaLayerStats stats = cuda_layer_stats(*layer);
   const std::string trace_text = trace_table(cuda_layer_trace(*layer), std::max(args.iters, 1), comm);
@@ -271,10 +267,10 @@ int run(const Args& args, const epmoe::MpiComm& comm) {
                 static_cast<double>(args.tokens) * model.top_k, model.w13_rows(), Dp, Dp, ceil.gemm_seconds * 1e3,
                 ceil.alltoall_bytes * 1e-6, ceil.alltoall_seconds * 1e3);
     std::printf("# per rank, median ms (rank 0 .. %d):", comm.size() - 1);
-    std::size_t i = 0;
-    for (int p : kSkewPhases) {
-      std::printf(" %s", names[p]);
-      for (int r = 0; r < comm.size(); ++r) std::printf("%c%.3f", r ? '/' : ' ', per_rank[i++] * 1e3);
+    for (int i = 0; i < kSkew; ++i) {
+      std::printf(" %s", names[kSkewPhases[i]]);
+      for (int r = 0; r < comm.size(); ++r)
+        std::printf("%c%.3f", r ? '/' : ' ', per_rank[static_cast<std::size_t>(r) * kSkew + i] * 1e3);
       std::printf(";");
     }
     std::printf("\n");
