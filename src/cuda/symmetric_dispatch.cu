@@ -8,6 +8,7 @@
 #include "device_clock.cuh"
 #include "epmoe/error.hpp"
 #include "pair_meta.cuh"
+#include "sys_memory.cuh"
 
 namespace epmoe::cuda {
 namespace {
@@ -19,26 +20,6 @@ constexpr std::uint64_t kTimeoutNs = 60ull * 1000 * 1000 * 1000;
 constexpr int kPayloadWait = 1000;    // timeout code offset: counts wait < 1000 <= payload wait
 
 std::size_t round_up(std::size_t n, std::size_t a) { return (n + a - 1) / a * a; }
-
-__device__ __forceinline__ std::uint64_t load_acquire_sys(const std::uint64_t* p) {
-  std::uint64_t v;
-  asm volatile("ld.acquire.sys.global.u64 %0, [%1];" : "=l"(v) : "l"(p) : "memory");
-  return v;
-}
-
-__device__ __forceinline__ void store_release_sys(std::uint64_t* p, std::uint64_t v) {
-  asm volatile("st.release.sys.global.u64 [%0], %1;" ::"l"(p), "l"(v) : "memory");
-}
-
-__device__ __forceinline__ std::uint64_t load_relaxed_sys(const std::uint64_t* p) {
-  std::uint64_t v;
-  asm volatile("ld.relaxed.sys.global.u64 %0, [%1];" : "=l"(v) : "l"(p) : "memory");
-  return v;
-}
-
-__device__ __forceinline__ void store_relaxed_sys(std::uint64_t* p, std::uint64_t v) {
-  asm volatile("st.relaxed.sys.global.u64 [%0], %1;" ::"l"(p), "l"(v) : "memory");
-}
 
 // flags part of a window: [R] u64: rows arrived from rank r.
 __device__ __forceinline__ std::uint64_t* payload_flags(char* window, const SymmetricLayout& L) {
