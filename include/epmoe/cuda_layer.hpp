@@ -46,6 +46,12 @@ std::unique_ptr<LayerRunner> make_cuda_layer_synthetic(const ModelConfig& model,
                                                        const MpiComm& comm, std::uint64_t seed, int layer,
                                                        const CudaOptions& options);
 
+// The layer as it runs inside a model: again on the input the last forward() put on the device, right after the
+// previous forward's GPU work (no copy in, no barrier before it), its output left on the device. Phase times and
+// the trace as forward(). The benchmarks time it: forward() also copies the input in and the output out (117 MB each
+// way at deepseek-v3's shape, 4096 tokens), which leaves NVLink idle long enough to fall asleep (docs/performance.md).
+void cuda_layer_forward_resident(LayerRunner& runner);
+
 // What the last forward() of a CUDA layer moved and holds (this rank). `runner` must come from make_cuda_layer*.
 struct CudaLayerStats {
   std::size_t dispatch_bytes_sent = 0;  // payload bytes this rank sent in the dispatch (rows + pair metadata)
@@ -76,13 +82,32 @@ struct CudaCeilings {
   // Dense cuBLAS bf16 GEMMs (fp32 accumulation) of the expert phase's total shape: [rows, Dp] x w13^T then
   // [rows, I] x w2^T with rows = tokens_per_rank * top_k, as if every pair went to one expert.
   double gemm_flops = 0;    // 2 * rows * (w13_rows * Dp + Dp * I)
-  double gemm_seconds = 0;  // median
+  double gemm_seconds = 0;          // median over repeats, fastest rank (the highest rate: the ceiling)
+  double gemm_seconds_slowest = 0;  // median over repeats, slowest rank (the spread between GPUs)
   double gemm_tflops() const { return gemm_seconds > 0 ? gemm_flops / gemm_seconds * 1e-12 : 0; }
   // Equal-split ncclAlltoAll of `alltoall_bytes` per rank (bytes / ranks to each peer, itself included).
   double alltoall_bytes = 0;
-  double alltoall_seconds = 0;  // median
+  double alltoall_seconds = 0;  // median over repeats, slowest rank (the collective is as slow as it)
   double alltoall_gbps() const { return alltoall_seconds > 0 ? alltoall_bytes / alltoall_seconds * 1e-9 : 0; }
 };
+// The dense ceiling GEMMs alone, operands allocated once (on the device this process uses; random, never zeros), so
+// that a benchmark can time them between its forwards: the same GPU, warm as the layer left it. The dense GEMM's
+// median differed by up to 14% between the four GPUs of one 4 x H200 machine and between runs of one GPU (power and
+// clocks); timed next to the layer, the ratio holds still.
+class CudaDenseGemm {
+ public:
+  CudaDenseGemm(const ModelConfig& model, const ParallelConfig& parallel, int tokens_per_rank);
+  ~CudaDenseGemm();
+  CudaDenseGemm(const CudaDenseGemm&) = delete;
+  CudaDenseGemm& operator=(const CudaDenseGemm&) = delete;
+  double flops() const;
+  double time_once();  // seconds, by CUDA events around both GEMMs
+
+ private:
+  struct Impl;
+  std::unique_ptr<Impl> impl_;
+};
+
 CudaCeilings measure_cuda_ceilings(const ModelConfig& model, const ParallelConfig& parallel, int tokens_per_rank,
                                    const MpiComm& comm, std::size_t alltoall_bytes_per_rank,
                                    const CudaOptions& options, int repeats = 20);

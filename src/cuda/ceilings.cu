@@ -12,6 +12,11 @@
 namespace epmoe {
 namespace {
 
+double median(std::vector<double> t) {
+  std::nth_element(t.begin(), t.begin() + t.size() / 2, t.end());
+  return t[t.size() / 2];
+}
+
 template <class Work>
 double median_seconds(cudaStream_t stream, int repeats, Work work) {
   cuda::Event start, stop;
@@ -24,11 +29,61 @@ double median_seconds(cudaStream_t stream, int repeats, Work work) {
     EPMOE_CUDA_CHECK(cudaEventSynchronize(stop.get()));
     t.push_back(cuda::elapsed_seconds(start, stop));
   }
-  std::nth_element(t.begin(), t.begin() + t.size() / 2, t.end());
-  return t[t.size() / 2];
+  return median(std::move(t));
 }
 
 }  // namespace
+
+struct CudaDenseGemm::Impl {
+  int rows, Dp, I, R13;
+  cuda::Stream stream;
+  cuda::CublasHandle cublas;
+  cuda::Event start, stop;
+  cuda::DeviceBuffer<cuda::bf16> x, w13, h, a, w2, y;
+  Impl(const ModelConfig& model, const ParallelConfig& parallel, int tokens_per_rank)
+      : rows(std::max(1, tokens_per_rank * model.top_k)),
+        Dp(padded_width(model.expert_width(), parallel.pad_multiple)),
+        I(model.moe_intermediate_size),
+        R13(model.w13_rows()),
+        x(static_cast<std::size_t>(rows) * Dp),
+        w13(static_cast<std::size_t>(R13) * Dp),
+        h(static_cast<std::size_t>(rows) * R13),
+        a(static_cast<std::size_t>(rows) * I),
+        w2(static_cast<std::size_t>(Dp) * I),
+        y(static_cast<std::size_t>(rows) * Dp) {
+    EPMOE_CUBLAS_CHECK(cublasSetStream(cublas.get(), stream.get()));
+    // Random operands (never zeros: they run faster than real data).
+    cuda::fill_counter_uniform(x.data(), rows, Dp, Dp, 7, 1, 0, 1.0f, stream.get());
+    cuda::fill_counter_uniform(w13.data(), R13, Dp, Dp, 7, 2, 0, 0.02f, stream.get());
+    cuda::fill_counter_uniform(a.data(), rows, I, I, 7, 3, 0, 1.0f, stream.get());
+    cuda::fill_counter_uniform(w2.data(), Dp, I, I, 7, 4, 0, 0.02f, stream.get());
+  }
+  void run() {
+    cuda::linear_bf16(cublas.get(), rows, R13, Dp, x.data(), Dp, w13.data(), Dp, h.data(), R13);
+    cuda::linear_bf16(cublas.get(), rows, Dp, I, a.data(), I, w2.data(), I, y.data(), Dp);
+  }
+};
+
+CudaDenseGemm::CudaDenseGemm(const ModelConfig& model, const ParallelConfig& parallel, int tokens_per_rank)
+    : impl_(std::make_unique<Impl>(model, parallel, tokens_per_rank)) {
+  for (int i = 0; i < 3; ++i) impl_->run();  // warm-up: handles, plans, first touch
+}
+
+CudaDenseGemm::~CudaDenseGemm() = default;
+
+double CudaDenseGemm::flops() const {
+  const Impl& d = *impl_;
+  return 2.0 * d.rows * (static_cast<double>(d.R13) * d.Dp + static_cast<double>(d.Dp) * d.I);
+}
+
+double CudaDenseGemm::time_once() {
+  Impl& d = *impl_;
+  d.start.record(d.stream.get());
+  d.run();
+  d.stop.record(d.stream.get());
+  EPMOE_CUDA_CHECK(cudaEventSynchronize(d.stop.get()));
+  return cuda::elapsed_seconds(d.start, d.stop);
+}
 
 CudaCeilings measure_cuda_ceilings(const ModelConfig& model, const ParallelConfig& parallel, int tokens_per_rank,
                                    const MpiComm& comm, std::size_t alltoall_bytes_per_rank,
@@ -36,25 +91,15 @@ CudaCeilings measure_cuda_ceilings(const ModelConfig& model, const ParallelConfi
   cuda::select_device(comm, options.allow_shared_gpu);
   CudaCeilings c;
   cuda::Stream stream;
-  cuda::CublasHandle cublas;
-  EPMOE_CUBLAS_CHECK(cublasSetStream(cublas.get(), stream.get()));
-  const int rows = std::max(1, tokens_per_rank * model.top_k);
-  const int Dp = padded_width(model.expert_width(), parallel.pad_multiple), I = model.moe_intermediate_size;
-  const int R13 = model.w13_rows();
   {
-    // Random operands (never zeros: they run faster than real data).
-    cuda::DeviceBuffer<cuda::bf16> x(static_cast<std::size_t>(rows) * Dp), w13(static_cast<std::size_t>(R13) * Dp),
-        h(static_cast<std::size_t>(rows) * R13), a(static_cast<std::size_t>(rows) * I),
-        w2(static_cast<std::size_t>(Dp) * I), y(static_cast<std::size_t>(rows) * Dp);
-    cuda::fill_counter_uniform(x.data(), rows, Dp, Dp, 7, 1, 0, 1.0f, stream.get());
-    cuda::fill_counter_uniform(w13.data(), R13, Dp, Dp, 7, 2, 0, 0.02f, stream.get());
-    cuda::fill_counter_uniform(a.data(), rows, I, I, 7, 3, 0, 1.0f, stream.get());
-    cuda::fill_counter_uniform(w2.data(), Dp, I, I, 7, 4, 0, 0.02f, stream.get());
-    c.gemm_flops = 2.0 * rows * (static_cast<double>(R13) * Dp + static_cast<double>(Dp) * I);
-    c.gemm_seconds = median_seconds(stream.get(), repeats, [&] {
-      cuda::linear_bf16(cublas.get(), rows, R13, Dp, x.data(), Dp, w13.data(), Dp, h.data(), R13);
-      cuda::linear_bf16(cublas.get(), rows, Dp, I, a.data(), I, w2.data(), I, y.data(), Dp);
-    });
+    CudaDenseGemm dense(model, parallel, tokens_per_rank);
+    std::vector<double> t;
+    for (int i = 0; i < repeats; ++i) t.push_back(dense.time_once());
+    const double mine = median(t);
+    c.gemm_flops = dense.flops();
+    // The fastest GPU's median: the highest rate any GPU reached is the ceiling that flatters the layer least.
+    c.gemm_seconds = -comm.max(-mine);
+    c.gemm_seconds_slowest = comm.max(mine);
   }
   {
     cuda::NcclComm nccl(comm);

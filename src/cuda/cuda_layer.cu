@@ -35,23 +35,28 @@ class CudaLayer final : public LayerRunner {
   Matrix<float> forward(const Matrix<float>& x) override {
     EPMOE_REQUIRE(x.cols() == model_.hidden_size, ErrorKind::Input, "layer input has width ", x.cols(),
                   ", the model's hidden_size is ", model_.hidden_size);
-    const CudaStages::Rows input = stages_->stage_input(x);
+    input_ = stages_->stage_input(x);
+    staged_ = true;
     // The copy in is not part of the layer: let it finish on every rank before the timed region starts, so that
     // one rank's slower host copy does not show up as the others waiting in the dispatch.
     EPMOE_CUDA_CHECK(cudaStreamSynchronize(stages_->stream()));
     comm_.barrier();
-    stages_->trace().begin_forward();
-    stages_->trace().host(cuda::ForwardTrace::kHostStart);
-    start_->record(stages_->stream());
-    stages_->trace().gpu(cuda::ForwardTrace::kStart, stages_->stream());
-    const CudaStages::Rows out = forward_layer(*stages_, plan_, input);
-    stop_->record(stages_->stream());
-    EPMOE_ASSERT(out.cols == model_.hidden_size && out.rows == x.rows(), "layer output shape");
+    const CudaStages::Rows out = timed_forward();
     Matrix<float> result;
     stages_->fetch_output(out, result, last_routing_);
     stages_->trace().end_forward();
     times_.total += cuda::elapsed_seconds(*start_, *stop_);
     return result;
+  }
+
+  // See cuda_layer_forward_resident().
+  void forward_resident() {
+    EPMOE_REQUIRE(staged_, ErrorKind::Usage, "cuda_layer_forward_resident() needs a forward() first: it runs the layer "
+                                             "again on the input that forward() put on the device");
+    timed_forward();
+    stages_->finish_forward();
+    stages_->trace().end_forward();
+    times_.total += cuda::elapsed_seconds(*start_, *stop_);
   }
   const Routing& last_routing() const override { return last_routing_; }
   const UnpadPlan& plan() const override { return plan_; }
@@ -93,6 +98,20 @@ class CudaLayer final : public LayerRunner {
   std::unique_ptr<CudaStages> stages_;
   std::unique_ptr<cuda::Event> start_, stop_;
   Routing last_routing_;
+  CudaStages::Rows input_{};  // on the device: what the last forward() staged
+  bool staged_ = false;
+
+  // The layer between the start and stop events, on the staged input; the output stays on the device.
+  CudaStages::Rows timed_forward() {
+    stages_->trace().begin_forward();
+    stages_->trace().host(cuda::ForwardTrace::kHostStart);
+    start_->record(stages_->stream());
+    stages_->trace().gpu(cuda::ForwardTrace::kStart, stages_->stream());
+    const CudaStages::Rows out = forward_layer(*stages_, plan_, input_);
+    stop_->record(stages_->stream());
+    EPMOE_ASSERT(out.cols == model_.hidden_size && out.rows == input_.rows, "layer output shape");
+    return out;
+  }
 };
 
 }  // namespace
@@ -155,6 +174,13 @@ std::unique_ptr<LayerRunner> make_cuda_layer_synthetic(const ModelConfig& model,
     cuda::Stream stream;
     return cuda::generate_weights(model, plan, comm.rank(), comm.size(), experts, seed, layer, stream.get());
   });
+}
+
+void cuda_layer_forward_resident(LayerRunner& runner) {
+  auto* layer = dynamic_cast<CudaLayer*>(&runner);
+  EPMOE_REQUIRE(layer != nullptr, ErrorKind::Usage,
+                "cuda_layer_forward_resident() needs a layer made by make_cuda_layer*");
+  layer->forward_resident();
 }
 
 CudaTrace cuda_layer_trace(LayerRunner& runner) {

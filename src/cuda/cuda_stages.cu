@@ -20,7 +20,8 @@ CountExchange count_exchange_from_env() {
 }
 
 SharedStart shared_start_from_env() {
-  return static_cast<SharedStart>(env_choice("EPMOE_CUDA_SHARED_START", {"route", "push", "experts"}));
+  const int choice = env_choice("EPMOE_CUDA_SHARED_START", {"push", "route", "experts"});
+  return choice == 0 ? SharedStart::Push : choice == 1 ? SharedStart::Route : SharedStart::Experts;
 }
 
 PhaseClock::PhaseClock(PhaseTimes& times) : times_(times) {
@@ -229,6 +230,10 @@ void CudaStages::fetch_output(const Rows& out, Matrix<float>& result, epmoe::Rou
     EPMOE_CUDA_CHECK(cudaMemcpyAsync(routing.weights.data(), routing_weights_.data(),
                                      routing.weights.size() * sizeof(float), cudaMemcpyDeviceToHost, stream()));
   }
+  finish_forward();
+}
+
+void CudaStages::finish_forward() {
   EPMOE_CUDA_CHECK(cudaStreamSynchronize(stream()));
   if (symmetric_) symmetric_->check_timeouts();
   clock_.collect();

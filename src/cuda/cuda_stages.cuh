@@ -68,9 +68,11 @@ class PhaseClock {
 enum class CountExchange { Mpi, Nccl };
 CountExchange count_exchange_from_env();
 
-// Where the overlapped shared expert (alltoall mode) starts on its side stream (EPMOE_CUDA_SHARED_START = route |
-// push | experts; default route): with the router, once the dispatch's counts are known (beside the payload), or
-// once the dispatch is done (beside the experts' GEMMs).
+// Where the overlapped shared expert (alltoall mode) starts on its side stream (EPMOE_CUDA_SHARED_START = push |
+// route | experts; default push): once the dispatch's counts are known (beside the payload), with the router, or
+// once the dispatch is done (beside the experts' GEMMs). push was 0.11-0.14 ms faster than route for deepseek-v3
+// in six comparisons on 4 x H200 (sessions 7 and 8, docs/performance.md): beside the router, the shared expert
+// doubles the router's time (0.43 to 0.79-0.89 ms) on the critical path.
 enum class SharedStart { Route, Push, Experts };
 SharedStart shared_start_from_env();
 
@@ -87,6 +89,9 @@ class CudaStages {
   Rows stage_input(const Matrix<float>& x);
   // Copies the layer output and the routing out (synchronizes the stream).
   void fetch_output(const Rows& out, Matrix<float>& result, epmoe::Routing& routing);
+  // The end of a forward whose output stays on the device: waits for the stream, then reports a dispatch timeout
+  // and collects the phase times (fetch_output ends with it too).
+  void finish_forward();
 
   // alltoall mode with a shared expert: route() starts the shared expert on a second stream, overlapped with the
   // dispatch, the experts and the combine; shared_expert() then only waits for it.

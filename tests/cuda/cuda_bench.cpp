@@ -30,6 +30,7 @@ struct Args {
   int iters = 20;
   int warmup = 5;
   bool verify = false;
+  bool staged = false;
   std::string json;
   std::uint64_t seed = 1234;
   std::string command;
@@ -51,10 +52,11 @@ Args parse(int argc, char** argv) {
     else if (f == "--iters") a.iters = std::stoi(value());
     else if (f == "--warmup") a.warmup = std::stoi(value());
     else if (f == "--verify") a.verify = true;
+    else if (f == "--staged") a.staged = true;
     else if (f == "--json") a.json = value();
     else if (f == "--seed") a.seed = std::stoull(value());
     else EPMOE_THROW(epmoe::ErrorKind::Usage, "unknown flag ", f,
-                     "; flags: --preset --tokens --mode --pad --iters --warmup --verify --json --seed");
+                     "; flags: --preset --tokens --mode --pad --iters --warmup --verify --staged --json --seed");
   }
   return a;
 }
@@ -123,7 +125,22 @@ int run(const Args& args, const epmoe::MpiComm& comm) {
     devices[r] = d;
   }
 
-  for (int i = 0; i < args.warmup; ++i) layer->forward(x);
+  // Every forward after the first runs on the input already on the device and leaves its output there
+  // (cuda_layer_forward_resident), as the layer runs inside a model. --staged: each forward copies its input in and
+  // its output out (outside the timed region); at deepseek-v3's shape that leaves NVLink idle long enough to fall
+  // asleep between forwards (docs/performance.md).
+  Matrix<float> y = layer->forward(x);
+  auto forward = [&] {
+    if (args.staged) y = layer->forward(x);
+    else cuda_layer_forward_resident(*layer);
+  };
+  // The dense GEMM ceiling, timed once after each forward: on the same GPU, as warm as the layer left it.
+  CudaDenseGemm dense(model, parallel, args.tokens);
+  std::vector<double> dense_seconds;
+  for (int i = 0; i < args.warmup; ++i) {
+    forward();
+    dense.time_once();
+  }
   // Per iteration, per phase: the slowest rank's time.
   // dispatch_a2a and combine_a2a: the payload all-to-all alone, inside dispatch and combine (PhaseTimes).
   // expert_gemms: the grouped GEMMs with the activation between them, inside experts.
@@ -140,11 +157,10 @@ int run(const Args& args, const epmoe::MpiComm& comm) {
                                 "combine",        "combine_a2a",      "combine_crit", "combine_a2a_crit",
                                 "shared",         "latent",           "total"};
   std::vector<std::vector<double>> samples(kPhases), own(kPhases);  // slowest rank's, this rank's
-  Matrix<float> y;
   for (int i = 0; i < std::max(args.iters, 1); ++i) {
     layer->times().reset();
     comm.barrier();
-    y = layer->forward(x);
+    forward();
     const PhaseTimes& t = layer->times();
     // The rank with the slowest expert phase, and its combine.
     struct {
@@ -162,6 +178,7 @@ int run(const Args& args, const epmoe::MpiComm& comm) {
       samples[p].push_back(p == kCombineCrit || p == kCombineXCrit ? v[p] : comm.max(v[p]));
       own[p].push_back(v[p]);
     }
+    dense_seconds.push_back(dense.time_once());
   }
   double med[kPhases];
   for (int p = 0; p < kPhases; ++p) med[p] = median(samples[p]);
@@ -188,8 +205,14 @@ int run(const Args& args, const epmoe::MpiComm& comm) {
   const int Dp = padded_width(model.expert_width(), args.pad);
   const double flops_per_pair =
       2.0 * (static_cast<double>(model.w13_rows()) * Dp + static_cast<double>(Dp) * model.moe_intermediate_size);
-  const CudaCeilings ceil = measure_cuda_ceilings(model, parallel, args.tokens, comm,
-                                                  static_cast<std::size_t>(std::max(dispatch_bytes, 1.0)), options);
+  CudaCeilings ceil = measure_cuda_ceilings(model, parallel, args.tokens, comm,
+                                            static_cast<std::size_t>(std::max(dispatch_bytes, 1.0)), options);
+  // The interleaved dense GEMMs replace the ceiling's own: the fastest GPU's median (the ceiling that flatters the
+  // layer least), and the slowest's for the spread.
+  const double dense_mine = median(dense_seconds);
+  ceil.gemm_flops = dense.flops();
+  ceil.gemm_seconds = -comm.max(-dense_mine);
+  ceil.gemm_seconds_slowest = comm.max(dense_mine);
   // Expert phase rate: the slowest rank's pairs over the slowest rank's time is a lower bound of what it did;
   // use the mean pairs per rank, as the dense ceiling is shaped from the mean (tokens x top_k rows).
   const double expert_tflops = med[kExperts] > 0 ? pairs * flops_per_pair / med[kExperts] * 1e-12 : 0;
@@ -226,9 +249,11 @@ int run(const Args& args, const epmoe::MpiComm& comm) {
     std::printf("# epmoe_cuda_bench: %s\n", args.command.c_str());
     for (int r = 0; r < comm.size(); ++r) std::printf("# rank %d: %s\n", r, devices[r].c_str());
     std::printf("# model: %s\n# mode %s, pad %d, %d tokens per rank, %d ranks, %d iterations (median of the slowest "
-                "rank), %d warm-up\n",
+                "rank), %d warm-up%s\n",
                 model.summary().c_str(), to_string(args.mode), args.pad, args.tokens, comm.size(),
-                std::max(args.iters, 1), args.warmup);
+                std::max(args.iters, 1), args.warmup,
+                args.staged ? ", staged (input copied in and output out around each forward)"
+                            : ", resident (input on the device, output left there)");
     std::printf("# per rank: %.0f pairs (max %.0f), dispatch %.1f MB, combine %.1f MB, device memory %.2f GiB "
                 "(weights %.2f GiB)\n",
                 pairs, max_pairs, dispatch_bytes * 1e-6, combine_bytes * 1e-6, device_gib, weight_gib);
@@ -263,9 +288,11 @@ int run(const Args& args, const epmoe::MpiComm& comm) {
       }
       std::printf("%-17s %10.3f %12s %12s %8s\n", names[p], med[p] * 1e3, achieved, ceiling, pct);
     }
-    std::printf("# ceilings: dense GEMM %.0f x (%d + %d) at width %d: %.3f ms; ncclAlltoAll %.1f MB per rank: %.3f ms\n",
+    std::printf("# ceilings: dense GEMM %.0f x (%d + %d) at width %d, after each forward: %.3f ms (median, fastest GPU; "
+                "slowest %.3f ms); "
+                "ncclAlltoAll %.1f MB per rank: %.3f ms\n",
                 static_cast<double>(args.tokens) * model.top_k, model.w13_rows(), Dp, Dp, ceil.gemm_seconds * 1e3,
-                ceil.alltoall_bytes * 1e-6, ceil.alltoall_seconds * 1e3);
+                ceil.gemm_seconds_slowest * 1e3, ceil.alltoall_bytes * 1e-6, ceil.alltoall_seconds * 1e3);
     std::printf("# per rank, median ms (rank 0 .. %d):", comm.size() - 1);
     for (int i = 0; i < kSkew; ++i) {
       std::printf(" %s", names[kSkewPhases[i]]);
@@ -282,7 +309,8 @@ int run(const Args& args, const epmoe::MpiComm& comm) {
         << ", \"preset\": \"" << args.preset << "\", \"mode\": \"" << to_string(args.mode)
         << "\", \"pad\": " << args.pad << ", \"tokens_per_rank\": " << args.tokens << ", \"dispatch\": \""
         << (stats.symmetric_dispatch ? "symmetric" : "nccl") << "\""
-        << ", \"iters\": " << args.iters << ", \"median_ms\": {";
+        << ", \"iters\": " << args.iters << ", \"staged\": " << (args.staged ? "true" : "false")
+        << ", \"median_ms\": {";
       for (int p = 0; p < kPhases; ++p) j << (p ? ", " : "") << "\"" << names[p] << "\": " << med[p] * 1e3;
       j << "}, \"expert_tflops\": " << expert_tflops << ", \"experts_no_sum_tflops\": " << no_sum_tflops
         << ", \"expert_gemms_tflops\": " << gemm_tflops
