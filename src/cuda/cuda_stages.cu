@@ -78,8 +78,6 @@ CudaStages::CudaStages(const ModelConfig& model, const UnpadPlan& plan, Placemen
       placement_(model.num_experts, comm.size(), placement),
       max_local_(placement_.max_experts_per_rank()),
       weights_(std::move(weights)),
-      main_priority_(env_choice("EPMOE_CUDA_PRIORITY", {"off", "main"}) == 1),
-      stream_(main_priority_),
       clock_(times),
       act_{model.activation, model.swiglu_alpha, model.swiglu_limit} {
   EPMOE_ASSERT(weights_.num_local == static_cast<int>(placement_.experts_of(comm_.rank()).size()),

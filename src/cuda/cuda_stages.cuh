@@ -150,9 +150,6 @@ class CudaStages {
   ExpertPlacement placement_;
   int max_local_;
   DeviceWeights weights_;
-  // EPMOE_CUDA_PRIORITY = off (default) | main: the layer's stream at the device's greatest priority, so that the
-  // dispatch's small kernels are not queued behind the blocks of the shared expert's GEMMs on the side stream.
-  bool main_priority_;
   Stream stream_;
   CublasHandle cublas_;
   std::unique_ptr<ExpertGemm> expert_gemm_;

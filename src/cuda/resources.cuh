@@ -107,12 +107,6 @@ class PinnedBuffer {
 class Stream {
  public:
   Stream() { EPMOE_CUDA_CHECK(cudaStreamCreateWithFlags(&stream_, cudaStreamNonBlocking)); }
-  // highest: the device's greatest priority (its blocks are scheduled before those of default-priority streams).
-  explicit Stream(bool highest) {
-    int least = 0, greatest = 0;
-    EPMOE_CUDA_CHECK(cudaDeviceGetStreamPriorityRange(&least, &greatest));
-    EPMOE_CUDA_CHECK(cudaStreamCreateWithPriority(&stream_, cudaStreamNonBlocking, highest ? greatest : least));
-  }
   ~Stream() {
     if (stream_) cudaStreamDestroy(stream_);
   }
