@@ -82,6 +82,8 @@ struct CudaCeilings {
   // Dense cuBLAS bf16 GEMMs (fp32 accumulation) of the expert phase's total shape: [rows, Dp] x w13^T then
   // [rows, I] x w2^T with rows = tokens_per_rank * top_k, as if every pair went to one expert.
   double gemm_flops = 0;    // 2 * rows * (w13_rows * Dp + Dp * I)
+  // The same GEMMs' median differed by up to 14% between the four GPUs of one 4 x H200 machine, and between runs of
+  // one GPU (power and clocks): the fastest GPU's median is the ceiling that flatters the layer least.
   double gemm_seconds = 0;          // median over repeats, fastest rank (the highest rate: the ceiling)
   double gemm_seconds_slowest = 0;  // median over repeats, slowest rank (the spread between GPUs)
   double gemm_tflops() const { return gemm_seconds > 0 ? gemm_flops / gemm_seconds * 1e-12 : 0; }
@@ -90,24 +92,6 @@ struct CudaCeilings {
   double alltoall_seconds = 0;  // median over repeats, slowest rank (the collective is as slow as it)
   double alltoall_gbps() const { return alltoall_seconds > 0 ? alltoall_bytes / alltoall_seconds * 1e-9 : 0; }
 };
-// The dense ceiling GEMMs alone, operands allocated once (on the device this process uses; random, never zeros), so
-// that a benchmark can time them between its forwards: the same GPU, warm as the layer left it. The dense GEMM's
-// median differed by up to 14% between the four GPUs of one 4 x H200 machine and between runs of one GPU (power and
-// clocks); timed next to the layer, the ratio holds still.
-class CudaDenseGemm {
- public:
-  CudaDenseGemm(const ModelConfig& model, const ParallelConfig& parallel, int tokens_per_rank);
-  ~CudaDenseGemm();
-  CudaDenseGemm(const CudaDenseGemm&) = delete;
-  CudaDenseGemm& operator=(const CudaDenseGemm&) = delete;
-  double flops() const;
-  double time_once();  // seconds, by CUDA events around both GEMMs
-
- private:
-  struct Impl;
-  std::unique_ptr<Impl> impl_;
-};
-
 CudaCeilings measure_cuda_ceilings(const ModelConfig& model, const ParallelConfig& parallel, int tokens_per_rank,
                                    const MpiComm& comm, std::size_t alltoall_bytes_per_rank,
                                    const CudaOptions& options, int repeats = 20);

@@ -32,15 +32,14 @@ double median_seconds(cudaStream_t stream, int repeats, Work work) {
   return median(std::move(t));
 }
 
-}  // namespace
-
-struct CudaDenseGemm::Impl {
+// The dense GEMMs of the expert phase's total shape, operands allocated once (random: zeros run faster).
+struct DenseGemm {
   int rows, Dp, I, R13;
   cuda::Stream stream;
   cuda::CublasHandle cublas;
   cuda::Event start, stop;
   cuda::DeviceBuffer<cuda::bf16> x, w13, h, a, w2, y;
-  Impl(const ModelConfig& model, const ParallelConfig& parallel, int tokens_per_rank)
+  DenseGemm(const ModelConfig& model, const ParallelConfig& parallel, int tokens_per_rank)
       : rows(std::max(1, tokens_per_rank * model.top_k)),
         Dp(padded_width(model.expert_width(), parallel.pad_multiple)),
         I(model.moe_intermediate_size),
@@ -52,38 +51,19 @@ struct CudaDenseGemm::Impl {
         w2(static_cast<std::size_t>(Dp) * I),
         y(static_cast<std::size_t>(rows) * Dp) {
     EPMOE_CUBLAS_CHECK(cublasSetStream(cublas.get(), stream.get()));
-    // Random operands (never zeros: they run faster than real data).
     cuda::fill_counter_uniform(x.data(), rows, Dp, Dp, 7, 1, 0, 1.0f, stream.get());
     cuda::fill_counter_uniform(w13.data(), R13, Dp, Dp, 7, 2, 0, 0.02f, stream.get());
     cuda::fill_counter_uniform(a.data(), rows, I, I, 7, 3, 0, 1.0f, stream.get());
     cuda::fill_counter_uniform(w2.data(), Dp, I, I, 7, 4, 0, 0.02f, stream.get());
   }
+  double flops() const { return 2.0 * rows * (static_cast<double>(R13) * Dp + static_cast<double>(Dp) * I); }
   void run() {
     cuda::linear_bf16(cublas.get(), rows, R13, Dp, x.data(), Dp, w13.data(), Dp, h.data(), R13);
     cuda::linear_bf16(cublas.get(), rows, Dp, I, a.data(), I, w2.data(), I, y.data(), Dp);
   }
 };
 
-CudaDenseGemm::CudaDenseGemm(const ModelConfig& model, const ParallelConfig& parallel, int tokens_per_rank)
-    : impl_(std::make_unique<Impl>(model, parallel, tokens_per_rank)) {
-  for (int i = 0; i < 3; ++i) impl_->run();  // warm-up: handles, plans, first touch
-}
-
-CudaDenseGemm::~CudaDenseGemm() = default;
-
-double CudaDenseGemm::flops() const {
-  const Impl& d = *impl_;
-  return 2.0 * d.rows * (static_cast<double>(d.R13) * d.Dp + static_cast<double>(d.Dp) * d.I);
-}
-
-double CudaDenseGemm::time_once() {
-  Impl& d = *impl_;
-  d.start.record(d.stream.get());
-  d.run();
-  d.stop.record(d.stream.get());
-  EPMOE_CUDA_CHECK(cudaEventSynchronize(d.stop.get()));
-  return cuda::elapsed_seconds(d.start, d.stop);
-}
+}  // namespace
 
 CudaCeilings measure_cuda_ceilings(const ModelConfig& model, const ParallelConfig& parallel, int tokens_per_rank,
                                    const MpiComm& comm, std::size_t alltoall_bytes_per_rank,
@@ -92,12 +72,10 @@ CudaCeilings measure_cuda_ceilings(const ModelConfig& model, const ParallelConfi
   CudaCeilings c;
   cuda::Stream stream;
   {
-    CudaDenseGemm dense(model, parallel, tokens_per_rank);
-    std::vector<double> t;
-    for (int i = 0; i < repeats; ++i) t.push_back(dense.time_once());
-    const double mine = median(t);
+    DenseGemm dense(model, parallel, tokens_per_rank);
+    const double mine = median_seconds(dense.stream.get(), repeats, [&] { dense.run(); });
     c.gemm_flops = dense.flops();
-    // The fastest GPU's median: the highest rate any GPU reached is the ceiling that flatters the layer least.
+    // The fastest GPU's median: the ceiling that flatters the layer least (CudaCeilings).
     c.gemm_seconds = -comm.max(-mine);
     c.gemm_seconds_slowest = comm.max(mine);
   }

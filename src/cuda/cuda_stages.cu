@@ -1,7 +1,9 @@
 #include "cuda_stages.cuh"
 
 #include <algorithm>
+#include <cstdint>
 #include <cstdio>
+#include <cstring>
 #include <numeric>
 
 #include "env.cuh"
@@ -75,6 +77,7 @@ CudaStages::CudaStages(const ModelConfig& model, const UnpadPlan& plan, Placemen
       comm_(comm),
       count_exchange_(count_exchange_from_env()),
       shared_start_(shared_start_from_env()),
+      router_gemm_(router_gemm_from_env()),
       placement_(model.num_experts, comm.size(), placement),
       max_local_(placement_.max_experts_per_rank()),
       weights_(std::move(weights)),
@@ -207,6 +210,12 @@ std::size_t CudaStages::device_bytes() const {
 CudaStages::Rows CudaStages::stage_input(const Matrix<float>& x) {
   reserve_tokens(x.rows());
   const std::size_t n = x.size();
+  // A bf16 has the fp32's high 16 bits: the low ones are zero (a model's activations are bf16; the tests' too).
+  x_bf16_ = std::all_of(x.data(), x.data() + n, [](float v) {
+    std::uint32_t bits;
+    std::memcpy(&bits, &v, sizeof bits);
+    return (bits & 0xFFFFu) == 0;
+  });
   if (n) {
     EPMOE_CUDA_CHECK(cudaMemcpyAsync(x_f32_.data(), x.data(), n * sizeof(float), cudaMemcpyHostToDevice, stream()));
     convert_f32_to_bf16(x_f32_.data(), x_.data(), n, stream());
@@ -256,7 +265,11 @@ CudaStages::Routing CudaStages::route(const Rows& x) {
   start_shared_expert(SharedStart::Route);
   StageTimer timer(clock_, &PhaseTimes::route, stream());
   const int T = x.rows, E = model_.num_experts, D = model_.hidden_size;
-  linear_f32(cublas_.get(), T, E, D, x_f32_.data(), D, weights_.router_weight.data(), D, logits_.data(), E);
+  // fp32 logits either way: three bf16 GEMMs on tensor cores when the input is bf16, else the fp32 GEMM.
+  if (x_bf16_ && router_gemm_ == RouterGemm::Bf16x3)
+    router_logits_bf16x3(cublas_.get(), T, E, D, x_.data(), D, weights_.router_split.data(), logits_.data(), E);
+  else
+    linear_f32(cublas_.get(), T, E, D, x_f32_.data(), D, weights_.router_weight.data(), D, logits_.data(), E);
   RouterParams p{T,
                  E,
                  model_.top_k,

@@ -144,6 +144,8 @@ class CudaStages {
   MpiComm comm_;  // rank, size and the count exchange (a copy of the handle: the communicator outlives the layer)
   CountExchange count_exchange_;
   SharedStart shared_start_;
+  RouterGemm router_gemm_;
+  bool x_bf16_ = false;  // every value of the staged input is a bf16 (route() may use router_logits_bf16x3)
   // EPMOE_CUDA_DISPATCH = auto (symmetric where every rank is reachable by load/store) | nccl | symmetric: with
   // it, the dispatch writes into the receivers' NCCL symmetric windows; without, grouped ncclSend/ncclRecv.
   std::unique_ptr<SymmetricDispatch> symmetric_;

@@ -22,10 +22,16 @@ DeviceBuffer<bf16> upload_bf16(const float* data, std::size_t n, const char* nam
   return upload(h, name);
 }
 
+// The router's weight as three bf16 parts for router_logits_bf16x3 (gemm.cuh).
+void split_router(DeviceWeights& w, cudaStream_t stream) {
+  w.router_split = DeviceBuffer<bf16>(3 * w.router_weight.size(), "router_split");
+  split_f32_to_bf16x3(w.router_weight.data(), w.router_split.data(), w.router_weight.size(), stream);
+}
+
 }  // namespace
 
 std::size_t DeviceWeights::bytes() const {
-  return router_weight.bytes() + router_bias.bytes() + correction_bias.bytes() + w13.bytes() + w2.bytes() +
+  return router_weight.bytes() + router_split.bytes() + router_bias.bytes() + correction_bias.bytes() + w13.bytes() + w2.bytes() +
          b13.bytes() + b2.bytes() + shared_w13.bytes() + shared_w2.bytes() + latent_down.bytes() + latent_up.bytes();
 }
 
@@ -45,6 +51,8 @@ DeviceWeights upload_weights(const ModelConfig& model, const UnpadPlan& plan, in
   w.router_weight = upload(shard.router_weight.storage(), "router_weight");
   w.router_bias = upload(shard.router_bias, "router_bias");
   w.correction_bias = upload(shard.correction_bias, "correction_bias");
+  split_router(w, nullptr);
+  EPMOE_CUDA_CHECK(cudaDeviceSynchronize());
   std::vector<float> w13(static_cast<std::size_t>(n) * R13 * Dp, 0.0f), w2(static_cast<std::size_t>(n) * Dp * I, 0.0f);
   for (int j = 0; j < n; ++j) {
     for (int r = 0; r < R13; ++r)
@@ -95,6 +103,7 @@ DeviceWeights generate_weights(const ModelConfig& c, const UnpadPlan& plan, int 
   w.num_local = n;
   w.router_weight = DeviceBuffer<float>(static_cast<std::size_t>(E) * D, "router_weight");
   fill_counter_uniform(w.router_weight.data(), E, D, D, seed, key(kRouterWeight), 0, 2.0f * fan_in_scale(D), stream);
+  split_router(w, stream);
   if (c.has_router_bias) {
     w.router_bias = DeviceBuffer<float>(E, "router_bias");
     fill_counter_uniform(w.router_bias.data(), 1, E, E, seed, key(kRouterBias), 0, 0.5f, stream);

@@ -1,5 +1,5 @@
 // A rank's layer weights on the device, in the layouts the kernels want: experts bf16 and padded to the plan's width
-// Dp with zeros ([n, R13, Dp] and [n, Dp, I]), expert biases fp32 (b2 padded to Dp), router fp32, shared expert
+// Dp with zeros ([n, R13, Dp] and [n, Dp, I]), expert biases fp32 (b2 padded to Dp), router fp32 (and split in three bf16 parts), shared expert
 // sliced to this rank's share of the intermediate width in allreduce mode, latent projections bf16.
 #pragma once
 
@@ -17,6 +17,7 @@ struct DeviceWeights {
   int num_local = 0;
   int shared_inter = 0;  // columns of this rank's shared slice (Is, or Is / R-ish in allreduce mode)
   DeviceBuffer<float> router_weight, router_bias, correction_bias;
+  DeviceBuffer<bf16> router_split;  // [3, E, D]: router_weight's bf16 parts hi, mid, lo (split_f32_to_bf16x3)
   DeviceBuffer<bf16> w13, w2;
   DeviceBuffer<float> b13, b2;
   DeviceBuffer<bf16> shared_w13, shared_w2;

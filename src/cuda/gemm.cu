@@ -30,6 +30,23 @@ void linear_bf16(cublasHandle_t handle, int m, int n, int k, const bf16* x, int 
   linear(handle, m, n, k, x, ldx, w, ldw, out, ldo, CUDA_R_16BF, CUBLAS_COMPUTE_32F);
 }
 
+void router_logits_bf16x3(cublasHandle_t handle, int m, int n, int k, const bf16* x, int ldx, const bf16* w_parts,
+                          float* out, int ldo) {
+  if (m == 0 || n == 0) return;
+  const std::size_t part = static_cast<std::size_t>(n) * k;
+  // lo, then mid, then hi into the same fp32 output: the small parts are summed before the large one joins them.
+  for (int p = 2; p >= 0; --p) {
+    const float alpha = 1.0f, beta = p == 2 ? 0.0f : 1.0f;
+    EPMOE_CUBLAS_CHECK(cublasGemmEx(handle, CUBLAS_OP_T, CUBLAS_OP_N, n, m, k, &alpha, w_parts + p * part, CUDA_R_16BF,
+                                    k, x, CUDA_R_16BF, ldx, &beta, out, CUDA_R_32F, ldo, CUBLAS_COMPUTE_32F,
+                                    CUBLAS_GEMM_DEFAULT));
+  }
+}
+
+RouterGemm router_gemm_from_env() {
+  return env_choice("EPMOE_CUDA_ROUTER_GEMM", {"bf16x3", "fp32"}) == 0 ? RouterGemm::Bf16x3 : RouterGemm::Fp32;
+}
+
 void linear_f32(cublasHandle_t handle, int m, int n, int k, const float* x, int ldx, const float* w, int ldw,
                 float* out, int ldo) {
   linear(handle, m, n, k, x, ldx, w, ldw, out, ldo, CUDA_R_32F, CUBLAS_COMPUTE_32F_PEDANTIC);

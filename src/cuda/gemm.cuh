@@ -21,6 +21,17 @@ void linear_bf16(cublasHandle_t handle, int m, int n, int k, const bf16* x, int 
 // The same in fp32 throughout (the router): no TF32, so routing decisions match the float32 reference.
 void linear_f32(cublasHandle_t handle, int m, int n, int k, const float* x, int ldx, const float* w, int ldw,
                 float* out, int ldo);
+// The router's logits out[m, n] (fp32) = x[m, k] . w[n, k]^T for bf16 x and an fp32 w given as its three bf16
+// parts [3, n, k] (split_f32_to_bf16x3): three bf16 GEMMs into one fp32 output. Every product of a bf16 x with a
+// part is exact in fp32 and the parts sum to w within 2^-27, so the logits are an fp32 GEMM's on tensor cores:
+// 4 x H200, deepseek-v3, 4096 tokens: docs/performance.md.
+void router_logits_bf16x3(cublasHandle_t handle, int m, int n, int k, const bf16* x, int ldx, const bf16* w_parts,
+                          float* out, int ldo);
+// How the router's GEMM runs (EPMOE_CUDA_ROUTER_GEMM = bf16x3 | fp32; default bf16x3): router_logits_bf16x3 when
+// the layer's input is bf16 (every value; checked when it is staged), else, and with fp32, linear_f32 on the fp32
+// input.
+enum class RouterGemm { Bf16x3, Fp32 };
+RouterGemm router_gemm_from_env();
 
 // How the experts' GEMMs run (EPMOE_CUDA_EXPERT_GEMM = grouped | streams | cutlass; default grouped):
 //   grouped: experts of similar pair counts share one pointer-array cublasGemmBatchedEx ("bucket"): sorted by count,

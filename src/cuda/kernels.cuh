@@ -21,6 +21,9 @@ using bf16 = __nv_bfloat16;
 // ---- conversions and elementwise (reference: plain loops) ----
 void convert_f32_to_bf16(const float* in, bf16* out, std::size_t n, cudaStream_t stream);
 void convert_bf16_to_f32(const bf16* in, float* out, std::size_t n, cudaStream_t stream);
+// out [3, n]: three bf16 parts hi, mid, lo of each in[i], hi + mid + lo = in[i] to within 2^-27 |in[i]| (the
+// router's weight, for route_logits_bf16x3 in gemm.cuh).
+void split_f32_to_bf16x3(const float* in, bf16* out, std::size_t n, cudaStream_t stream);
 // dst[i] = bf16(float(dst[i]) + float(src[i])).
 void add_bf16(bf16* dst, const bf16* src, std::size_t n, cudaStream_t stream);
 

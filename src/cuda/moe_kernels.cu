@@ -83,6 +83,20 @@ __global__ void f32_to_bf16_kernel(const float* __restrict__ in, bf16* __restric
        i += std::size_t(gridDim.x) * blockDim.x)
     out[i] = __float2bfloat16(in[i]);
 }
+// hi = bf16(v), mid = bf16(v - hi), lo = bf16(v - hi - mid): each subtraction is exact in fp32, and
+// hi + mid + lo = v to within 2^-27 |v|.
+__global__ void split_bf16x3_kernel(const float* __restrict__ in, bf16* __restrict__ out, std::size_t n) {
+  for (std::size_t i = blockIdx.x * std::size_t(blockDim.x) + threadIdx.x; i < n;
+       i += std::size_t(gridDim.x) * blockDim.x) {
+    const float v = in[i];
+    const bf16 hi = __float2bfloat16_rn(v);
+    const float r = v - __bfloat162float(hi);
+    const bf16 mid = __float2bfloat16_rn(r);
+    out[i] = hi;
+    out[n + i] = mid;
+    out[2 * n + i] = __float2bfloat16_rn(r - __bfloat162float(mid));
+  }
+}
 __global__ void bf16_to_f32_kernel(const bf16* __restrict__ in, float* __restrict__ out, std::size_t n) {
   for (std::size_t i = blockIdx.x * std::size_t(blockDim.x) + threadIdx.x; i < n;
        i += std::size_t(gridDim.x) * blockDim.x)
@@ -348,6 +362,11 @@ bool vec8_ok(std::initializer_list<long> values) {
 void convert_f32_to_bf16(const float* in, bf16* out, std::size_t n, cudaStream_t stream) {
   if (!n) return;
   f32_to_bf16_kernel<<<grid_for(n), kThreads, 0, stream>>>(in, out, n);
+  EPMOE_CUDA_LAUNCH_CHECK();
+}
+void split_f32_to_bf16x3(const float* in, bf16* out, std::size_t n, cudaStream_t stream) {
+  if (!n) return;
+  split_bf16x3_kernel<<<grid_for(n), kThreads, 0, stream>>>(in, out, n);
   EPMOE_CUDA_LAUNCH_CHECK();
 }
 void convert_bf16_to_f32(const bf16* in, float* out, std::size_t n, cudaStream_t stream) {

@@ -134,13 +134,7 @@ int run(const Args& args, const epmoe::MpiComm& comm) {
     if (args.staged) y = layer->forward(x);
     else cuda_layer_forward_resident(*layer);
   };
-  // The dense GEMM ceiling, timed once after each forward: on the same GPU, as warm as the layer left it.
-  CudaDenseGemm dense(model, parallel, args.tokens);
-  std::vector<double> dense_seconds;
-  for (int i = 0; i < args.warmup; ++i) {
-    forward();
-    dense.time_once();
-  }
+  for (int i = 0; i < args.warmup; ++i) forward();
   // Per iteration, per phase: the slowest rank's time.
   // dispatch_a2a and combine_a2a: the payload all-to-all alone, inside dispatch and combine (PhaseTimes).
   // expert_gemms: the grouped GEMMs with the activation between them, inside experts.
@@ -178,7 +172,6 @@ int run(const Args& args, const epmoe::MpiComm& comm) {
       samples[p].push_back(p == kCombineCrit || p == kCombineXCrit ? v[p] : comm.max(v[p]));
       own[p].push_back(v[p]);
     }
-    dense_seconds.push_back(dense.time_once());
   }
   double med[kPhases];
   for (int p = 0; p < kPhases; ++p) med[p] = median(samples[p]);
@@ -205,16 +198,21 @@ int run(const Args& args, const epmoe::MpiComm& comm) {
   const int Dp = padded_width(model.expert_width(), args.pad);
   const double flops_per_pair =
       2.0 * (static_cast<double>(model.w13_rows()) * Dp + static_cast<double>(Dp) * model.moe_intermediate_size);
-  CudaCeilings ceil = measure_cuda_ceilings(model, parallel, args.tokens, comm,
-                                            static_cast<std::size_t>(std::max(dispatch_bytes, 1.0)), options);
-  // The interleaved dense GEMMs replace the ceiling's own: the fastest GPU's median (the ceiling that flatters the
-  // layer least), and the slowest's for the spread.
-  const double dense_mine = median(dense_seconds);
-  ceil.gemm_flops = dense.flops();
-  ceil.gemm_seconds = -comm.max(-dense_mine);
-  ceil.gemm_seconds_slowest = comm.max(dense_mine);
+  // Right after the forwards, with the GPUs as warm as the layer left them.
+  const CudaCeilings ceil = measure_cuda_ceilings(model, parallel, args.tokens, comm,
+                                                  static_cast<std::size_t>(std::max(dispatch_bytes, 1.0)), options);
   // Expert phase rate: the slowest rank's pairs over the slowest rank's time is a lower bound of what it did;
   // use the mean pairs per rank, as the dense ceiling is shaped from the mean (tokens x top_k rows).
+  // Per rank, its own pairs over its own median time (the runner's rate without the routing's imbalance between
+  // ranks, which the rates above count in), as % of the ceiling; on rank 0: [rank][experts, no sum, GEMMs].
+  const int kOwn[3] = {kExperts, kExpertsNoSum, kExpertGemms};
+  double own_pct[3];
+  for (int i = 0; i < 3; ++i) {
+    const double t = median(own[kOwn[i]]);
+    own_pct[i] = t > 0 ? 100 * stats.pairs_processed * flops_per_pair / t / (ceil.gemm_flops / ceil.gemm_seconds) : 0;
+  }
+  std::vector<double> own_pct_all(3 * static_cast<std::size_t>(comm.size()));
+  MPI_Gather(own_pct, 3, MPI_DOUBLE, own_pct_all.data(), 3, MPI_DOUBLE, 0, comm.handle());
   const double expert_tflops = med[kExperts] > 0 ? pairs * flops_per_pair / med[kExperts] * 1e-12 : 0;
   const double no_sum_tflops = med[kExpertsNoSum] > 0 ? pairs * flops_per_pair / med[kExpertsNoSum] * 1e-12 : 0;
   const double gemm_tflops = med[kExpertGemms] > 0 ? pairs * flops_per_pair / med[kExpertGemms] * 1e-12 : 0;
@@ -288,8 +286,7 @@ int run(const Args& args, const epmoe::MpiComm& comm) {
       }
       std::printf("%-17s %10.3f %12s %12s %8s\n", names[p], med[p] * 1e3, achieved, ceiling, pct);
     }
-    std::printf("# ceilings: dense GEMM %.0f x (%d + %d) at width %d, after each forward: %.3f ms (median, fastest GPU; "
-                "slowest %.3f ms); "
+    std::printf("# ceilings: dense GEMM %.0f x (%d + %d) at width %d: %.3f ms (median, fastest GPU; slowest %.3f ms); "
                 "ncclAlltoAll %.1f MB per rank: %.3f ms\n",
                 static_cast<double>(args.tokens) * model.top_k, model.w13_rows(), Dp, Dp, ceil.gemm_seconds * 1e3,
                 ceil.gemm_seconds_slowest * 1e3, ceil.alltoall_bytes * 1e-6, ceil.alltoall_seconds * 1e3);
@@ -298,6 +295,13 @@ int run(const Args& args, const epmoe::MpiComm& comm) {
       std::printf(" %s", names[kSkewPhases[i]]);
       for (int r = 0; r < comm.size(); ++r)
         std::printf("%c%.3f", r ? '/' : ' ', per_rank[static_cast<std::size_t>(r) * kSkew + i] * 1e3);
+      std::printf(";");
+    }
+    std::printf("\n# per rank, own pairs over own median time, %% of the ceiling (rank 0 .. %d):", comm.size() - 1);
+    for (int i = 0; i < 3; ++i) {
+      std::printf(" %s", names[kOwn[i]]);
+      for (int r = 0; r < comm.size(); ++r)
+        std::printf("%c%.0f", r ? '/' : ' ', own_pct_all[static_cast<std::size_t>(r) * 3 + i]);
       std::printf(";");
     }
     std::printf("\n");

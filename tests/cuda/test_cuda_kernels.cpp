@@ -3,6 +3,7 @@
 // (rel L2 <= 3e-3) where it computes; routing weights to 1e-5 relative (float32 with another summation order).
 #include <algorithm>
 #include <cmath>
+#include <cstdio>
 #include <cstring>
 #include <numeric>
 #include <random>
@@ -13,6 +14,7 @@
 #include "epmoe/presets.hpp"
 #include "epmoe/routing.hpp"
 #include "gpu_test_support.hpp"
+#include "gemm.cuh"
 #include "kernels.cuh"
 #include "resources.cuh"
 #ifdef EPMOE_HAVE_CUTLASS
@@ -124,6 +126,57 @@ TEST_CASE("router_topk equals select_topk for every router variant", "[cuda][ker
     CHECK(differ <= T / 100);
     CHECK(worst_weight <= 1e-5);
   }
+}
+
+TEST_CASE("the router's logits from three bf16 parts are as exact as the fp32 GEMM's", "[cuda][kernels][router]") {
+  // x bf16 (as the layer's activations are), w fp32: router_logits_bf16x3 and linear_f32 against float64, each
+  // logit's error over sum_i |x_i w_i|, within an fp32 dot product's worst case k * 2^-24 (6e-5 here; typically
+  // sqrt(k) * 2^-24). One bf16 part alone (w rounded to bf16) errs by up to 2^-9: the test's check that it can fail.
+  const MpiComm comm;
+  std::mt19937_64 rng(fresh_seed(comm, "router_logits_bf16x3"));
+  const int m = 96, n = 160, k = 1000;
+  std::vector<float> x = uniform(rng, static_cast<std::size_t>(m) * k, -2.0f, 2.0f);
+  for (float& v : x) v = __bfloat162float(__float2bfloat16(v));
+  const std::vector<float> w = uniform(rng, static_cast<std::size_t>(n) * k, -0.05f, 0.05f);
+  DeviceBuffer<float> d_x32 = to_device(x), d_w = to_device(w);
+  DeviceBuffer<bf16> d_x = to_device(to_bf16(x)), d_parts(3 * w.size());
+  DeviceBuffer<float> d_split(static_cast<std::size_t>(m) * n), d_fp32(static_cast<std::size_t>(m) * n);
+  poison(d_split);
+  poison(d_fp32);
+  poison(d_parts);
+  cuda::CublasHandle cublas;
+  cuda::split_f32_to_bf16x3(d_w.data(), d_parts.data(), w.size(), nullptr);
+  cuda::router_logits_bf16x3(cublas.get(), m, n, k, d_x.data(), k, d_parts.data(), d_split.data(), n);
+  cuda::linear_f32(cublas.get(), m, n, k, d_x32.data(), k, d_w.data(), k, d_fp32.data(), n);
+  const std::vector<float> split = to_host(d_split, d_split.size()), fp32 = to_host(d_fp32, d_fp32.size());
+  const std::vector<float> parts = to_float(to_host(d_parts, d_parts.size()));
+  double err_split = 0, err_fp32 = 0, err_hi = 0, parts_err = 0;
+  for (std::size_t i = 0; i < w.size(); ++i) {
+    const double sum = static_cast<double>(parts[i]) + parts[w.size() + i] + parts[2 * w.size() + i];
+    parts_err = std::max(parts_err, std::abs(sum - w[i]) / std::abs(w[i]));
+  }
+  for (int r = 0; r < m; ++r)
+    for (int c = 0; c < n; ++c) {
+      double exact = 0, scale = 0, hi = 0;
+      for (int i = 0; i < k; ++i) {
+        const double xi = x[static_cast<std::size_t>(r) * k + i], wi = w[static_cast<std::size_t>(c) * k + i];
+        exact += xi * wi;
+        scale += std::abs(xi * wi);
+        hi += xi * parts[static_cast<std::size_t>(c) * k + i];
+      }
+      const std::size_t o = static_cast<std::size_t>(r) * n + c;
+      err_split = std::max(err_split, std::abs(split[o] - exact) / scale);
+      err_fp32 = std::max(err_fp32, std::abs(fp32[o] - exact) / scale);
+      err_hi = std::max(err_hi, std::abs(static_cast<float>(hi) - exact) / scale);
+    }
+  std::printf("# router logits, max error over sum |x w| (k = %d): bf16x3 %.3g, fp32 %.3g, bf16 alone %.3g; parts %.3g\n",
+              k, err_split, err_fp32, err_hi, parts_err);
+  INFO("parts " << parts_err << ", bf16x3 " << err_split << ", fp32 " << err_fp32 << ", bf16 alone " << err_hi);
+  CHECK(parts_err <= std::ldexp(1.0, -26));
+  const double bound = k * std::ldexp(1.0, -24);
+  CHECK(err_split <= bound);
+  CHECK(err_fp32 <= bound);
+  CHECK(err_hi > 1e-4);
 }
 
 TEST_CASE("bias_activation equals the CPU activation", "[cuda][kernels][activation]") {
