@@ -51,8 +51,9 @@ class CudaLayer final : public LayerRunner {
 
   // See cuda_layer_forward_resident().
   void forward_resident() {
-    EPMOE_REQUIRE(staged_, ErrorKind::Usage, "cuda_layer_forward_resident() needs a forward() first: it runs the layer "
-                                             "again on the input that forward() put on the device");
+    EPMOE_REQUIRE(staged_, ErrorKind::Usage,
+                  "cuda_layer_forward_resident() needs a forward() first: it runs the layer again on the input that "
+                  "forward() put on the device");
     timed_forward();
     stages_->finish_forward();
     stages_->trace().end_forward();

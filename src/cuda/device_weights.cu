@@ -31,8 +31,9 @@ void split_router(DeviceWeights& w, cudaStream_t stream) {
 }  // namespace
 
 std::size_t DeviceWeights::bytes() const {
-  return router_weight.bytes() + router_split.bytes() + router_bias.bytes() + correction_bias.bytes() + w13.bytes() + w2.bytes() +
-         b13.bytes() + b2.bytes() + shared_w13.bytes() + shared_w2.bytes() + latent_down.bytes() + latent_up.bytes();
+  return router_weight.bytes() + router_split.bytes() + router_bias.bytes() + correction_bias.bytes() + w13.bytes() +
+         w2.bytes() + b13.bytes() + b2.bytes() + shared_w13.bytes() + shared_w2.bytes() + latent_down.bytes() +
+         latent_up.bytes();
 }
 
 void shared_slice(const ModelConfig& model, const UnpadPlan& plan, int rank, int num_ranks, int& lo, int& hi) {

@@ -1,6 +1,7 @@
 // A rank's layer weights on the device, in the layouts the kernels want: experts bf16 and padded to the plan's width
-// Dp with zeros ([n, R13, Dp] and [n, Dp, I]), expert biases fp32 (b2 padded to Dp), router fp32 (and split in three bf16 parts), shared expert
-// sliced to this rank's share of the intermediate width in allreduce mode, latent projections bf16.
+// Dp with zeros ([n, R13, Dp] and [n, Dp, I]), expert biases fp32 (b2 padded to Dp), router fp32 (and split in three
+// bf16 parts), shared expert sliced to this rank's share of the intermediate width in allreduce mode, latent
+// projections bf16.
 #pragma once
 
 #include <cstdint>
