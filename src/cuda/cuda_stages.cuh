@@ -93,8 +93,8 @@ class CudaStages {
   // and collects the phase times (fetch_output ends with it too).
   void finish_forward();
 
-  // alltoall mode with a shared expert: route() starts the shared expert on a second stream, overlapped with the
-  // dispatch, the experts and the combine; shared_expert() then only waits for it.
+  // alltoall mode with a shared expert: route(), dispatch() or experts(), as EPMOE_CUDA_SHARED_START says, starts
+  // the shared expert on a second stream (start_shared_expert); shared_expert() then only waits for it.
   Routing route(const Rows& x);
   // Imposes the expert choice of the following forwards ([T, K] global ids), or restores the router's (nullptr).
   void force_expert_ids(const Matrix<int>* ids) {
