@@ -85,7 +85,8 @@ class CudaStages {
   CudaStages(const ModelConfig& model, const UnpadPlan& plan, Placement placement, const MpiComm& comm,
              const NcclComm& nccl, DeviceWeights weights, int max_tokens, PhaseTimes& times);
 
-  // Copies this rank's tokens in (fp32 for the router, bf16 for the rest); not timed. Returns the bf16 rows.
+  // Copies this rank's tokens in (fp32 for the router, bf16 for the rest) and synchronizes the stream; not timed.
+  // Returns the bf16 rows.
   Rows stage_input(const Matrix<float>& x);
   // Copies the layer output and the routing out (synchronizes the stream).
   void fetch_output(const Rows& out, Matrix<float>& result, epmoe::Routing& routing);
@@ -146,6 +147,7 @@ class CudaStages {
   SharedStart shared_start_;
   RouterGemm router_gemm_;
   bool x_bf16_ = false;  // every value of the staged input is a bf16 (route() may use router_logits_bf16x3)
+  PinnedBuffer<int> not_bf16_;  // the conversion kernel's answer to it
   // EPMOE_CUDA_DISPATCH = auto (symmetric where every rank is reachable by load/store) | nccl | symmetric: with
   // it, the dispatch writes into the receivers' NCCL symmetric windows; without, grouped ncclSend/ncclRecv.
   std::unique_ptr<SymmetricDispatch> symmetric_;

@@ -19,7 +19,9 @@ namespace epmoe::cuda {
 using bf16 = __nv_bfloat16;
 
 // ---- conversions and elementwise (reference: plain loops) ----
-void convert_f32_to_bf16(const float* in, bf16* out, std::size_t n, cudaStream_t stream);
+// With `not_bf16`: also sets *not_bf16 = 1 when some in[i] is not a bf16 (its low 16 bits are not zero); never
+// clears it.
+void convert_f32_to_bf16(const float* in, bf16* out, std::size_t n, cudaStream_t stream, int* not_bf16 = nullptr);
 void convert_bf16_to_f32(const bf16* in, float* out, std::size_t n, cudaStream_t stream);
 // out [3, n]: three bf16 parts hi, mid, lo of each in[i], hi + mid + lo = in[i] to within 2^-27 |in[i]| (the
 // router's weight, for route_logits_bf16x3 in gemm.cuh).

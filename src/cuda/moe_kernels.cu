@@ -78,10 +78,17 @@ __device__ __forceinline__ void store_bf16(bf16* p, const float (&v)[V]) {
   }
 }
 
-__global__ void f32_to_bf16_kernel(const float* __restrict__ in, bf16* __restrict__ out, std::size_t n) {
+// `not_bf16` (optional): set to 1 when some value has low 16 bits (is not a bf16 itself), in the same pass.
+__global__ void f32_to_bf16_kernel(const float* __restrict__ in, bf16* __restrict__ out, std::size_t n,
+                                   int* not_bf16) {
+  unsigned low = 0;
   for (std::size_t i = blockIdx.x * std::size_t(blockDim.x) + threadIdx.x; i < n;
-       i += std::size_t(gridDim.x) * blockDim.x)
-    out[i] = __float2bfloat16(in[i]);
+       i += std::size_t(gridDim.x) * blockDim.x) {
+    const float v = in[i];
+    low |= __float_as_uint(v) & 0xFFFFu;
+    out[i] = __float2bfloat16(v);
+  }
+  if (not_bf16 && low) *not_bf16 = 1;
 }
 // hi = bf16(v), mid = bf16(v - hi), lo = bf16(v - hi - mid): each subtraction is exact in fp32, and
 // hi + mid + lo = v to within 2^-27 |v|.
@@ -359,9 +366,9 @@ bool vec8_ok(std::initializer_list<long> values) {
 
 }  // namespace
 
-void convert_f32_to_bf16(const float* in, bf16* out, std::size_t n, cudaStream_t stream) {
+void convert_f32_to_bf16(const float* in, bf16* out, std::size_t n, cudaStream_t stream, int* not_bf16) {
   if (!n) return;
-  f32_to_bf16_kernel<<<grid_for(n), kThreads, 0, stream>>>(in, out, n);
+  f32_to_bf16_kernel<<<grid_for(n), kThreads, 0, stream>>>(in, out, n, not_bf16);
   EPMOE_CUDA_LAUNCH_CHECK();
 }
 void split_f32_to_bf16x3(const float* in, bf16* out, std::size_t n, cudaStream_t stream) {

@@ -22,11 +22,12 @@ constexpr int kPayloadWait = 1000;    // timeout code offset: counts wait < 1000
 std::size_t round_up(std::size_t n, std::size_t a) { return (n + a - 1) / a * a; }
 
 // flags part of a window: [R] u64: rows arrived from rank r.
-__device__ __forceinline__ std::uint64_t* payload_flags(char* window, const SymmetricLayout& L) {
+__host__ __device__ __forceinline__ std::uint64_t* payload_flags(char* window, const SymmetricLayout& L) {
   return reinterpret_cast<std::uint64_t*>(window + L.flags);
 }
 // A mailbox word: the count in the low half, the forward's tag in the high half (one 64-bit store writes both).
-__device__ __forceinline__ std::uint64_t* mailbox_slot(char* window, const SymmetricLayout& L, std::uint64_t epoch) {
+__host__ __device__ __forceinline__ std::uint64_t* mailbox_slot(char* window, const SymmetricLayout& L,
+                                                             std::uint64_t epoch) {
   return reinterpret_cast<std::uint64_t*>(window + L.mailbox) + (epoch & 1) * L.mailbox_words();
 }
 __device__ __forceinline__ std::uint64_t mailbox_word(int count, std::uint64_t epoch) {
@@ -260,8 +261,7 @@ void SymmetricDispatch::begin_forward(int tokens, cudaStream_t stream) {
 void SymmetricDispatch::exchange_counts(const int* sent_counts, cudaStream_t stream, ForwardTrace& trace) {
   const SymmetricLayout& L = layout_;
   const int me = comm_.rank();
-  const auto* slot = reinterpret_cast<const std::uint64_t*>(static_cast<char*>(window_) + L.mailbox) +
-                     (epoch_ & 1) * L.mailbox_words();
+  const std::uint64_t* slot = mailbox_slot(static_cast<char*>(window_), L, epoch_);
   static_assert(ForwardTrace::kPostWritten == ForwardTrace::kPostEntry + 1, "post_counts stamps two adjacent slots");
   post_wait_counts_kernel<<<1, 256, 0, stream>>>(sent_counts, peers_.data(), L, me, epoch_,
                                                  trace.slot(ForwardTrace::kPostEntry), slot, timeout_.data());
@@ -286,7 +286,7 @@ void SymmetricDispatch::push(const bf16* xr, const int* ids, const float* weight
       epoch_, ticket_.data());
   EPMOE_CUDA_LAUNCH_CHECK();
   trace.gpu(ForwardTrace::kPushed, stream);
-  const auto* arrived = reinterpret_cast<const std::uint64_t*>(static_cast<char*>(window_) + L.flags);
+  const std::uint64_t* arrived = payload_flags(static_cast<char*>(window_), L);
   wait_flags_kernel<<<1, 32 * ((L.ranks + 31) / 32), 0, stream>>>(arrived, L.ranks, epoch_, kPayloadWait,
                                                                     timeout_.data());
   EPMOE_CUDA_LAUNCH_CHECK();

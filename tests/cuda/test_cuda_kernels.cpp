@@ -128,6 +128,33 @@ TEST_CASE("router_topk equals select_topk for every router variant", "[cuda][ker
   }
 }
 
+TEST_CASE("convert_f32_to_bf16 rounds and tells whether every input was a bf16", "[cuda][kernels][router]") {
+  // The router takes its bf16x3 GEMMs only on input that is bf16 already: one value with low bits must say so.
+  const MpiComm comm;
+  std::mt19937_64 rng(fresh_seed(comm, "convert_f32_to_bf16"));
+  const std::size_t n = 100003;
+  std::vector<float> x = uniform(rng, n, -3.0f, 3.0f);
+  for (float& v : x) v = __bfloat162float(__float2bfloat16(v));
+  cuda::PinnedBuffer<int> flag;
+  flag.reserve(1);
+  for (const bool perturb : {false, true}) {
+    std::vector<float> in = x;
+    const std::size_t at = std::uniform_int_distribution<std::size_t>(0, n - 1)(rng);
+    if (perturb) in[at] = std::nextafter(in[at], 10.0f);  // one ulp of fp32: no longer a bf16
+    DeviceBuffer<float> d_in = to_device(in);
+    DeviceBuffer<bf16> d_out(n);
+    poison(d_out);
+    flag.data()[0] = 0;
+    cuda::convert_f32_to_bf16(d_in.data(), d_out.data(), n, nullptr, flag.data());
+    const std::vector<float> out = to_float(to_host(d_out, n));
+    INFO("perturbed " << perturb << " at " << at);
+    CHECK(*reinterpret_cast<volatile int*>(flag.data()) == (perturb ? 1 : 0));
+    std::size_t wrong = 0;
+    for (std::size_t i = 0; i < n; ++i) wrong += out[i] != __bfloat162float(__float2bfloat16(in[i]));
+    CHECK(wrong == 0);
+  }
+}
+
 TEST_CASE("the router's logits from three bf16 parts are as exact as the fp32 GEMM's", "[cuda][kernels][router]") {
   // x bf16 (as the layer's activations are), w fp32: router_logits_bf16x3 and linear_f32 against float64, each
   // logit's error over sum_i |x_i w_i|, within an fp32 dot product's worst case k * 2^-24 (6e-5 here; typically
