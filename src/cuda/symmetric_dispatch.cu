@@ -95,8 +95,10 @@ __global__ void post_wait_counts_kernel(const int* __restrict__ sent, char* cons
   __syncthreads();
   for (int d = threadIdx.x; d < L.ranks; d += blockDim.x) {
     std::size_t rows = 0;  // that rank d receives: word 0 of each (source, d) block
-    for (int s = 0; s < L.ranks; ++s)
-      rows += static_cast<std::uint32_t>(load_relaxed_sys(slot + (static_cast<std::size_t>(s) * L.ranks + d) * L.stride));
+    for (int s = 0; s < L.ranks; ++s) {
+      const std::size_t word = (static_cast<std::size_t>(s) * L.ranks + d) * L.stride;
+      rows += static_cast<std::uint32_t>(load_relaxed_sys(slot + word));
+    }
     if (rows > L.row_capacity) atomicOr(&over, 1);
   }
   __syncthreads();
@@ -326,7 +328,8 @@ const int* SymmetricDispatch::host_counts() {
     std::size_t most = 0;
     for (int d = 0; d < R; ++d) {
       std::size_t rows = 0;
-      for (int s = 0; s < R; ++s) rows += static_cast<std::size_t>(host_counts_[(static_cast<std::size_t>(s) * R + d) * stride]);
+      for (int s = 0; s < R; ++s)
+        rows += static_cast<std::size_t>(host_counts_[(static_cast<std::size_t>(s) * R + d) * stride]);
       most = std::max(most, rows);
     }
     if (most <= layout_.row_capacity) return host_counts_.data();
