@@ -311,8 +311,8 @@ CudaStages::Batch CudaStages::dispatch(const Rows& xr, const Routing& routing) {
                plan_.shape.expert_width);
   cudaStream_t s = stream();
   trace_.gpu(ForwardTrace::kRouted, s);
-  if (symmetric_) symmetric_->begin_forward(T, s);  // host only: the ranks agree on the window's size
-  trace_.host(ForwardTrace::kHostAgreed);
+  if (symmetric_) symmetric_->begin_forward();
+  trace_.host(ForwardTrace::kHostDispatch);
   const std::size_t entries = static_cast<std::size_t>(R) * stride;
   int* counts_send = counts_.data();
   const int counts_slot = clock_.begin(&PhaseTimes::dispatch_counts, s);

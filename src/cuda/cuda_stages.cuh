@@ -117,6 +117,7 @@ class CudaStages {
   std::size_t device_bytes() const;
   std::size_t weight_bytes() const { return weights_.bytes(); }
   bool symmetric_dispatch() const { return symmetric_ != nullptr; }
+  int symmetric_window_tokens() const { return symmetric_ ? symmetric_->token_capacity() : 0; }
   std::size_t last_dispatch_bytes = 0, last_combine_bytes = 0, last_rows_received = 0, last_pairs = 0;
   const ExpertGemm& expert_gemm() const { return *expert_gemm_; }
   ForwardTrace& trace() { return trace_; }
