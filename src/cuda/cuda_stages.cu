@@ -2,6 +2,8 @@
 
 #include <algorithm>
 #include <cstdio>
+#include <cstdlib>
+#include <cstring>
 #include <numeric>
 
 #include "env.cuh"
@@ -89,6 +91,18 @@ CudaStages::CudaStages(const ModelConfig& model, const UnpadPlan& plan, Placemen
   EPMOE_CUBLAS_CHECK(cublasSetStream(cublas_.get(), stream_.get()));
   expert_gemm_ = std::make_unique<ExpertGemm>(cublas_.get(), stream_.get(), max_local_);
   EPMOE_CUBLAS_CHECK(cublasSetStream(side_cublas_.get(), side_stream_.get()));
+  // EPMOE_CUDA_SHARED_SMS = 0 (default: all) | N: the shared expert's GEMMs aim at N SMs, so that the dispatch's
+  // push kernel beside them (EPMOE_CUDA_SHARED_START=push) keeps the others.
+  if (const char* v = std::getenv("EPMOE_CUDA_SHARED_SMS")) {
+    int sms = 0, device = 0, count = 0;
+    EPMOE_CUDA_CHECK(cudaGetDevice(&device));
+    EPMOE_CUDA_CHECK(cudaDeviceGetAttribute(&count, cudaDevAttrMultiProcessorCount, device));
+    char* end = nullptr;
+    sms = static_cast<int>(std::strtol(v, &end, 10));
+    EPMOE_REQUIRE(end != v && *end == '\0' && sms >= 0 && sms <= count, ErrorKind::Usage,
+                  "EPMOE_CUDA_SHARED_SMS must be 0 (all) or a number of SMs up to ", count, ", found '", v, "'");
+    if (sms > 0) EPMOE_CUBLAS_CHECK(cublasSetSmCountTarget(side_cublas_.get(), sms));
+  }
   std::vector<int> owner(model.num_experts), local(model.num_experts);
   for (int e = 0; e < model.num_experts; ++e) {
     owner[e] = placement_.owner(e);
