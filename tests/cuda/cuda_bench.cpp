@@ -33,6 +33,7 @@ struct Args {
   bool staged = false;
   std::string json;
   std::uint64_t seed = 1234;
+  int experts = 0;  // > 0: the preset's expert count replaced (--experts)
   std::string command;
 };
 
@@ -55,8 +56,10 @@ Args parse(int argc, char** argv) {
     else if (f == "--staged") a.staged = true;
     else if (f == "--json") a.json = value();
     else if (f == "--seed") a.seed = std::stoull(value());
+    else if (f == "--experts") a.experts = std::stoi(value());
     else EPMOE_THROW(epmoe::ErrorKind::Usage, "unknown flag ", f,
-                     "; flags: --preset --tokens --mode --pad --iters --warmup --verify --staged --json --seed");
+                     "; flags: --preset --tokens --mode --pad --iters --warmup --verify --staged --json --seed "
+                     "--experts");
   }
   return a;
 }
@@ -105,7 +108,14 @@ std::string trace_table(const epmoe::CudaTrace& trace, int iters, const epmoe::M
 
 int run(const Args& args, const epmoe::MpiComm& comm) {
   using namespace epmoe;
-  const ModelConfig model = make_preset(args.preset);
+  ModelConfig model = make_preset(args.preset);
+  if (args.experts > 0) {
+    // One rank's expert work of a larger machine on one GPU: deepseek-v3 at 4 ranks and 4096 tokens per rank gives
+    // each rank 64 of the 256 experts and 4 x 4096 x 8 / 256 = 512 pairs per expert; one rank with --experts 64
+    // and 4096 tokens gets the same (its scatter reads fewer rows: one per token instead of one per token and rank).
+    model.num_experts = args.experts;
+    model.validate("--preset " + args.preset + " --experts " + std::to_string(args.experts));
+  }
   ParallelConfig parallel;
   parallel.mode = args.mode;
   parallel.pad_multiple = args.pad;
