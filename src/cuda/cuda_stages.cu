@@ -151,7 +151,7 @@ void CudaStages::reserve_tokens(int tokens) {
   x_f32_.reserve(T * D, false);
   x_.reserve(T * D, false);
   out_f32_.reserve(T * D, false);
-  logits_.reserve(T * E, false);
+  logits_.reserve(T * E * (router_gemm_ == RouterGemm::Bf16x3 ? 3 : 1), false);  // bf16x3: three parts
   ids_.reserve(T * K, false);
   routing_weights_.reserve(T * K, false);
   if (model_.has_latent()) latent_x_.reserve(T * Din, false);
@@ -276,9 +276,12 @@ CudaStages::Routing CudaStages::route(const Rows& x) {
   start_shared_expert(SharedStart::Route);
   StageTimer timer(clock_, &PhaseTimes::route, stream());
   const int T = x.rows, E = model_.num_experts, D = model_.hidden_size;
-  // fp32 logits either way: three bf16 GEMMs on tensor cores when the input is bf16, else the fp32 GEMM.
-  if (x_bf16_ && router_gemm_ == RouterGemm::Bf16x3)
-    router_logits_bf16x3(cublas_.get(), T, E, D, x_.data(), D, weights_.router_split.data(), logits_.data(), E);
+  // fp32 logits either way: three parts from one bf16 GEMM on tensor cores when the input is bf16 (top-k sums
+  // them), else the fp32 GEMM.
+  const bool parts = x_bf16_ && router_gemm_ == RouterGemm::Bf16x3;
+  if (parts)
+    router_logit_parts_bf16x3(cublas_.get(), T, E, D, x_.data(), D, weights_.router_split.data(), logits_.data(),
+                              3 * E);
   else
     linear_f32(cublas_.get(), T, E, D, x_f32_.data(), D, weights_.router_weight.data(), D, logits_.data(), E);
   RouterParams p{T,
@@ -288,7 +291,8 @@ CudaStages::Routing CudaStages::route(const Rows& x) {
                  model_.topk_method == TopkMethod::Grouped && model_.n_group > 1,
                  model_.n_group,
                  model_.topk_group,
-                 model_.norm_topk_prob};
+                 model_.norm_topk_prob,
+                 parts ? 3 : 1};
   const float* router_bias = weights_.router_bias.size() ? weights_.router_bias.data() : nullptr;
   if (forced_) {
     EPMOE_REQUIRE(forced_ids_.rows() == T && forced_ids_.cols() == model_.top_k, ErrorKind::Input,
@@ -495,9 +499,12 @@ CudaStages::Rows CudaStages::experts(const Batch& batch) {
                          ExpertLinear{Dp, I, a_.data(), I, weights_.w2.data(), I, y_.data(), Dp}});
   // Each pair's row into its expert's block, padded on entry (the GEMMs see width Dp with zero lanes beyond Din);
   // rows of a block past its pairs stay marked -1 for the activation to skip.
-  EPMOE_CUDA_CHECK(cudaMemsetAsync(row_expert_.data(), 0xff, gemm_rows * sizeof(int), s));
-  scatter_pairs(batch.rows.data, N, Din, Dp, batch.meta, K, expert_gemm_->device_layout(), x_sorted_.data(),
-                pair_pos_.data(), row_expert_.data(), s);
+  {
+    StageTimer scatter(clock_, &PhaseTimes::expert_scatter, s);
+    EPMOE_CUDA_CHECK(cudaMemsetAsync(row_expert_.data(), 0xff, gemm_rows * sizeof(int), s));
+    scatter_pairs(batch.rows.data, N, Din, Dp, batch.meta, K, expert_gemm_->device_layout(), x_sorted_.data(),
+                  pair_pos_.data(), row_expert_.data(), s);
+  }
   {
     StageTimer gemms(clock_, &PhaseTimes::expert_gemms, s);
     expert_gemm_->run(0);  // h = x . w13^T

@@ -147,7 +147,7 @@ class CudaStages {
   CountExchange count_exchange_;
   SharedStart shared_start_;
   RouterGemm router_gemm_;
-  bool x_bf16_ = false;  // every value of the staged input is a bf16 (route() may use router_logits_bf16x3)
+  bool x_bf16_ = false;  // every value of the staged input is a bf16 (route() may use router_logit_parts_bf16x3)
   PinnedBuffer<int> not_bf16_;  // the conversion kernel's answer to it
   // EPMOE_CUDA_DISPATCH = auto (symmetric where every rank is reachable by load/store) | nccl | symmetric: with
   // it, the dispatch writes into the receivers' NCCL symmetric windows; without, grouped ncclSend/ncclRecv.

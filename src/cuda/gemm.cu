@@ -31,13 +31,11 @@ void linear_bf16(cublasHandle_t handle, int m, int n, int k, const bf16* x, int 
   linear(handle, m, n, k, x, ldx, w, ldw, out, ldo, CUDA_R_16BF, CUDA_R_16BF, CUBLAS_COMPUTE_32F);
 }
 
-void router_logits_bf16x3(cublasHandle_t handle, int m, int n, int k, const bf16* x, int ldx, const bf16* w_parts,
-                          float* out, int ldo) {
-  const std::size_t part = static_cast<std::size_t>(n) * k;
-  // lo, then mid, then hi into the same fp32 output: the small parts are summed before the large one joins them.
-  for (int p = 2; p >= 0; --p)
-    linear(handle, m, n, k, x, ldx, w_parts + p * part, k, out, ldo, CUDA_R_16BF, CUDA_R_32F, CUBLAS_COMPUTE_32F,
-           p == 2 ? 0.0f : 1.0f);
+void router_logit_parts_bf16x3(cublasHandle_t handle, int m, int n, int k, const bf16* x, int ldx,
+                               const bf16* w_parts, float* out, int ldo) {
+  EPMOE_ASSERT(ldo >= 3 * n, "router_logit_parts_bf16x3: row stride ", ldo, " < 3 x ", n);
+  // The parts [3, n, k] are one [3n, k] weight.
+  linear(handle, m, 3 * n, k, x, ldx, w_parts, k, out, ldo, CUDA_R_16BF, CUDA_R_32F, CUBLAS_COMPUTE_32F, 0.0f);
 }
 
 RouterGemm router_gemm_from_env() {

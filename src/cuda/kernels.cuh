@@ -24,7 +24,7 @@ using bf16 = __nv_bfloat16;
 void convert_f32_to_bf16(const float* in, bf16* out, std::size_t n, cudaStream_t stream, int* not_bf16 = nullptr);
 void convert_bf16_to_f32(const bf16* in, float* out, std::size_t n, cudaStream_t stream);
 // out [3, n]: three bf16 parts hi, mid, lo of each in[i], hi + mid + lo = in[i] to within 2^-27 |in[i]| (the
-// router's weight, for route_logits_bf16x3 in gemm.cuh).
+// router's weight, for router_logit_parts_bf16x3 in gemm.cuh).
 void split_f32_to_bf16x3(const float* in, bf16* out, std::size_t n, cudaStream_t stream);
 // dst[i] = bf16(float(dst[i]) + float(src[i])).
 void add_bf16(bf16* dst, const bf16* src, std::size_t n, cudaStream_t stream);
@@ -36,8 +36,12 @@ struct RouterParams {
   bool grouped;        // grouped top-k with n_group > 1
   int n_group, topk_group;
   bool renormalize;    // norm_topk_prob
+  // 1: logits [T, E]. 3: [T, 3E], the three partial logits of router_logit_parts_bf16x3 (gemm.cuh) side by side;
+  // expert e's logit is (z[2E + e] + z[E + e]) + z[e], the small parts first.
+  int logit_parts = 1;
 };
-// logits [T, E] (without router bias); router_bias, correction_bias [E] or null. Writes ids, weights [T, K].
+// logits [T, E] or parts (p.logit_parts; without router bias); router_bias, correction_bias [E] or null. Writes
+// ids, weights [T, K].
 // Requires n_group <= 32, E <= 1536 (48 KiB of shared memory) and K <= 32.
 void router_topk(const float* logits, const float* router_bias, const float* correction_bias, const RouterParams& p,
                  int* ids, float* weights, cudaStream_t stream);

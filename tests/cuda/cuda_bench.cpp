@@ -149,17 +149,18 @@ int run(const Args& args, const epmoe::MpiComm& comm) {
   // dispatch_a2a and combine_a2a: the payload all-to-all alone, inside dispatch and combine (PhaseTimes).
   // expert_gemms: the grouped GEMMs with the activation between them, inside experts.
   // experts_no_sum: experts without its weighted sum (the scatter of the rows and the GEMMs: the expert phase as the
-  // issue's PyTorch breakdown counts it, its weighted sum apart); weighted_sum: that sum alone.
+  // issue's PyTorch breakdown counts it, its weighted sum apart); weighted_sum: that sum alone; expert_scatter: the
+  // copy of the pairs' rows into the GEMMs' layout alone.
   // combine_crit, combine_a2a_crit: the combine on the rank whose expert phase was the slowest in that forward (it
   // waits for no other rank's experts: the combine without the routing imbalance).
   enum {
-    kRoute, kDispatch, kDispatchX, kDispatchCounts, kExperts, kExpertsNoSum, kExpertGemms, kWeightedSum, kCombine,
-    kCombineX, kCombineCrit, kCombineXCrit, kShared, kLatent, kTotal, kPhases
+    kRoute, kDispatch, kDispatchX, kDispatchCounts, kExperts, kExpertsNoSum, kExpertGemms, kWeightedSum,
+    kExpertScatter, kCombine, kCombineX, kCombineCrit, kCombineXCrit, kShared, kLatent, kTotal, kPhases
   };
-  const char* names[kPhases] = {"route",          "dispatch",         "dispatch_a2a", "dispatch_counts",
-                                "experts",        "experts_no_sum",   "expert_gemms", "weighted_sum",
-                                "combine",        "combine_a2a",      "combine_crit", "combine_a2a_crit",
-                                "shared",         "latent",           "total"};
+  const char* names[kPhases] = {"route",          "dispatch",       "dispatch_a2a",   "dispatch_counts",
+                                "experts",        "experts_no_sum", "expert_gemms",   "weighted_sum",
+                                "expert_scatter", "combine",        "combine_a2a",    "combine_crit",
+                                "combine_a2a_crit", "shared",       "latent",         "total"};
   std::vector<std::vector<double>> samples(kPhases), own(kPhases);  // slowest rank's, this rank's
   for (int i = 0; i < std::max(args.iters, 1); ++i) {
     layer->times().reset();
@@ -176,7 +177,7 @@ int run(const Args& args, const epmoe::MpiComm& comm) {
     MPI_Bcast(crit, 2, MPI_DOUBLE, slowest.r, comm.handle());
     const double v[kPhases] = {t.route,          t.dispatch,   t.dispatch_exchange, t.dispatch_counts,
                                t.experts,        t.experts - t.weighted_sum, t.expert_gemms, t.weighted_sum,
-                               t.combine,        t.combine_exchange, crit[0], crit[1],
+                               t.expert_scatter, t.combine,        t.combine_exchange, crit[0], crit[1],
                                t.shared,         t.latent,     t.total};
     for (int p = 0; p < kPhases; ++p) {
       samples[p].push_back(p == kCombineCrit || p == kCombineXCrit ? v[p] : comm.max(v[p]));

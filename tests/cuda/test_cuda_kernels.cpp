@@ -82,9 +82,19 @@ TEST_CASE("router_topk equals select_topk for every router variant", "[cuda][ker
   v2.norm_topk_prob = false;
   v2.has_router_bias = true;
   configs.push_back(v2);
-  for (const ModelConfig& c : configs) {
+  for (const ModelConfig& c : configs)
+  for (const int parts : {1, 3}) {  // the logits, or three partial logits that router_topk sums
     const int T = 333, E = c.num_experts, K = c.top_k;
-    const std::vector<float> logits = uniform(rng, static_cast<std::size_t>(T) * E, -3, 3);
+    const std::vector<float> given = uniform(rng, static_cast<std::size_t>(T) * E * parts, -3, 3);
+    std::vector<float> logits = given;
+    if (parts == 3) {
+      logits.resize(static_cast<std::size_t>(T) * E);
+      for (std::size_t t = 0; t < static_cast<std::size_t>(T); ++t)
+        for (int e = 0; e < E; ++e) {
+          const float* z = given.data() + t * 3 * E;
+          logits[t * E + e] = (z[2 * E + e] + z[E + e]) + z[e];  // in fp32, in router_topk's order
+        }
+    }
     const std::vector<float> rb = c.has_router_bias ? uniform(rng, E, -0.5f, 0.5f) : std::vector<float>{};
     const std::vector<float> cb = c.has_correction_bias ? uniform(rng, E, -0.1f, 0.1f) : std::vector<float>{};
     Matrix<float> biased(T, E);
@@ -92,7 +102,7 @@ TEST_CASE("router_topk equals select_topk for every router variant", "[cuda][ker
       for (int e = 0; e < E; ++e) biased.at(t, e) = logits[static_cast<std::size_t>(t) * E + e] + (rb.empty() ? 0 : rb[e]);
     const Routing ref = select_topk(c, biased, cb.empty() ? nullptr : cb.data());
 
-    auto d_logits = to_device(logits);
+    auto d_logits = to_device(given);
     auto d_rb = to_device(rb);
     auto d_cb = to_device(cb);
     DeviceBuffer<int> d_ids(static_cast<std::size_t>(T) * K);
@@ -101,7 +111,7 @@ TEST_CASE("router_topk equals select_topk for every router variant", "[cuda][ker
     poison(d_w);
     cuda::RouterParams p{T, E, K, c.scoring_func == ScoringFunc::Sigmoid,
                          c.topk_method == TopkMethod::Grouped && c.n_group > 1, c.n_group, c.topk_group,
-                         c.norm_topk_prob};
+                         c.norm_topk_prob, parts};
     cuda::router_topk(d_logits.data(), rb.empty() ? nullptr : d_rb.data(), cb.empty() ? nullptr : d_cb.data(), p,
                       d_ids.data(), d_w.data(), nullptr);
     const std::vector<int> ids = to_host(d_ids, static_cast<std::size_t>(T) * K);
@@ -120,8 +130,8 @@ TEST_CASE("router_topk equals select_topk for every router variant", "[cuda][ker
         worst_weight = std::max(worst_weight, std::abs(g - r) / std::max(1e-6, std::abs(r)));
       }
     }
-    INFO(c.summary() << ": " << differ << " of " << T << " tokens route differently; worst weight error "
-                     << worst_weight);
+    INFO(c.summary() << ", " << parts << " logit parts: " << differ << " of " << T
+                     << " tokens route differently; worst weight error " << worst_weight);
     // Random float logits have no exact ties; only a last-bit difference of exp() could flip one, rarely.
     CHECK(differ <= T / 100);
     CHECK(worst_weight <= 1e-5);
@@ -156,24 +166,25 @@ TEST_CASE("convert_f32_to_bf16 rounds and tells whether every input was a bf16",
 }
 
 TEST_CASE("the router's logits from three bf16 parts are as exact as the fp32 GEMM's", "[cuda][kernels][router]") {
-  // x bf16 (as the layer's activations are), w fp32: router_logits_bf16x3 and linear_f32 against float64, each
+  // x bf16 (as the layer's activations are), w fp32: the sum of router_logit_parts_bf16x3's three partial logits
+  // (in router_topk's order) and linear_f32 against float64, each
   // logit's error over sum_i |x_i w_i|, within an fp32 dot product's worst case k * 2^-24 (6e-5 here; typically
   // sqrt(k) * 2^-24). One bf16 part alone (w rounded to bf16) errs by up to 2^-9: the test's check that it can fail.
   const MpiComm comm;
-  std::mt19937_64 rng(fresh_seed(comm, "router_logits_bf16x3"));
+  std::mt19937_64 rng(fresh_seed(comm, "router_logit_parts_bf16x3"));
   const int m = 96, n = 160, k = 1000;
   std::vector<float> x = uniform(rng, static_cast<std::size_t>(m) * k, -2.0f, 2.0f);
   for (float& v : x) v = __bfloat162float(__float2bfloat16(v));
   const std::vector<float> w = uniform(rng, static_cast<std::size_t>(n) * k, -0.05f, 0.05f);
   DeviceBuffer<float> d_x32 = to_device(x), d_w = to_device(w);
   DeviceBuffer<bf16> d_x = to_device(to_bf16(x)), d_parts(3 * w.size());
-  DeviceBuffer<float> d_split(static_cast<std::size_t>(m) * n), d_fp32(static_cast<std::size_t>(m) * n);
+  DeviceBuffer<float> d_split(static_cast<std::size_t>(m) * 3 * n), d_fp32(static_cast<std::size_t>(m) * n);
   poison(d_split);
   poison(d_fp32);
   poison(d_parts);
   cuda::CublasHandle cublas;
   cuda::split_f32_to_bf16x3(d_w.data(), d_parts.data(), w.size(), nullptr);
-  cuda::router_logits_bf16x3(cublas.get(), m, n, k, d_x.data(), k, d_parts.data(), d_split.data(), n);
+  cuda::router_logit_parts_bf16x3(cublas.get(), m, n, k, d_x.data(), k, d_parts.data(), d_split.data(), 3 * n);
   cuda::linear_f32(cublas.get(), m, n, k, d_x32.data(), k, d_w.data(), k, d_fp32.data(), n);
   const std::vector<float> split = to_host(d_split, d_split.size()), fp32 = to_host(d_fp32, d_fp32.size());
   const std::vector<float> parts = to_float(to_host(d_parts, d_parts.size()));
@@ -192,7 +203,9 @@ TEST_CASE("the router's logits from three bf16 parts are as exact as the fp32 GE
         hi += xi * parts[static_cast<std::size_t>(c) * k + i];
       }
       const std::size_t o = static_cast<std::size_t>(r) * n + c;
-      err_split = std::max(err_split, std::abs(split[o] - exact) / scale);
+      const float* z = split.data() + static_cast<std::size_t>(r) * 3 * n;
+      const float logit = (z[2 * n + c] + z[n + c]) + z[c];
+      err_split = std::max(err_split, std::abs(logit - exact) / scale);
       err_fp32 = std::max(err_fp32, std::abs(fp32[o] - exact) / scale);
       err_hi = std::max(err_hi, std::abs(static_cast<float>(hi) - exact) / scale);
     }
