@@ -335,10 +335,8 @@ CudaStages::Batch CudaStages::dispatch(const Rows& xr, const Routing& routing) {
   int* counts_send = counts_.data();
   const int counts_slot = clock_.begin(&PhaseTimes::dispatch_counts, s);
   // Layout: which (rank, token) rows exist, where each goes in the send buffer, and the counts to exchange.
-  EPMOE_CUDA_CHECK(cudaMemsetAsync(counts_send, 0, entries * sizeof(int), s));
-  dispatch_flags(routing.ids, T, K, owner_.data(), local_.data(), R, max_local_, flags_.data(), counts_send, s);
-  exclusive_scan(flags_.data(), positions_.data(), R * T, cub_temp_, s);
-  rank_row_counts(flags_.data(), positions_.data(), T, R, max_local_, counts_send, s);
+  dispatch_layout(routing.ids, T, K, owner_.data(), local_.data(), R, max_local_, flags_.data(), positions_.data(),
+                  counts_send, cub_temp_, s);
   trace_.gpu(ForwardTrace::kLayout, s);
 
   // The counts on the host: `sent` [R, stride] of this rank, `got` [R, stride] from each rank.

@@ -58,6 +58,12 @@ void dispatch_flags(const int* ids, int num_tokens, int top_k, const int* expert
 // positions = exclusive scan of flags (destination-major); counts[r, 0] = rows for rank r.
 void rank_row_counts(const int* flags, const int* positions, int num_tokens, int num_ranks, int max_local,
                      int* counts, cudaStream_t stream);
+// The whole layout: flags, positions and every entry of counts (no zeroing needed): zeroing, dispatch_flags, the
+// exclusive scan and rank_row_counts. (One block doing all of it took 30-39 us at 4096 tokens on an H200, against
+// 12 us for these four kernels.)
+void dispatch_layout(const int* ids, int num_tokens, int top_k, const int* expert_owner, const int* expert_local,
+                     int num_ranks, int max_local, int* flags, int* positions, int* counts,
+                     DeviceBuffer<unsigned char>& scan_temp, cudaStream_t stream);
 // send_rows[positions[r, t]] = xr[t] and its meta for every flagged (r, t).
 void pack_dispatch(const bf16* xr, int width, const int* ids, const float* weights, int num_tokens, int top_k,
                    const int* expert_owner, const int* expert_local, int num_ranks, const int* flags,

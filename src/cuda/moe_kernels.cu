@@ -404,6 +404,16 @@ void rank_row_counts(const int* flags, const int* positions, int num_tokens, int
   EPMOE_CUDA_LAUNCH_CHECK();
 }
 
+void dispatch_layout(const int* ids, int num_tokens, int top_k, const int* expert_owner, const int* expert_local,
+                     int num_ranks, int max_local, int* flags, int* positions, int* counts,
+                     DeviceBuffer<unsigned char>& scan_temp, cudaStream_t stream) {
+  const std::size_t entries = static_cast<std::size_t>(num_ranks) * (1 + max_local);
+  EPMOE_CUDA_CHECK(cudaMemsetAsync(counts, 0, entries * sizeof(int), stream));
+  dispatch_flags(ids, num_tokens, top_k, expert_owner, expert_local, num_ranks, max_local, flags, counts, stream);
+  exclusive_scan(flags, positions, num_ranks * num_tokens, scan_temp, stream);
+  rank_row_counts(flags, positions, num_tokens, num_ranks, max_local, counts, stream);
+}
+
 void pack_dispatch(const bf16* xr, int width, const int* ids, const float* weights, int num_tokens, int top_k,
                    const int* expert_owner, const int* expert_local, int num_ranks, const int* flags,
                    const int* positions, bf16* send_rows, int* send_meta, cudaStream_t stream) {

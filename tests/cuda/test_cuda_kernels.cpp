@@ -369,10 +369,10 @@ TEST_CASE("pair scatter with padding and weighted sum equal the CPU loops", "[cu
   }
 }
 
-TEST_CASE("dispatch layout, pack and home-rank combine equal the CPU bookkeeping", "[cuda][kernels][dispatch]") {
-  const MpiComm comm;
-  std::mt19937_64 rng(fresh_seed(comm, "dispatch kernels"));
-  const int T = 173, K = 4, E = 24, R = 3, width = 96, max_local = E / R;
+// T tokens with K of E experts each, round-robin over R ranks.
+static void check_dispatch_kernels(std::mt19937_64& rng, int T, int K, int E, int R) {
+  const int width = 96, max_local = E / R;
+  INFO("T " << T << " K " << K << " E " << E << " R " << R);
   std::vector<int> owner(E), local(E);
   for (int e = 0; e < E; ++e) {
     owner[e] = e % R;  // round-robin
@@ -395,11 +395,11 @@ TEST_CASE("dispatch layout, pack and home-rank combine equal the CPU bookkeeping
   DeviceBuffer<int> flags(static_cast<std::size_t>(R) * T), positions(static_cast<std::size_t>(R) * T),
       counts(static_cast<std::size_t>(R) * (1 + max_local));
   DeviceBuffer<unsigned char> temp;
-  EPMOE_CUDA_CHECK(cudaMemset(counts.data(), 0, counts.bytes()));
-  cuda::dispatch_flags(d_ids.data(), T, K, d_owner.data(), d_local.data(), R, max_local, flags.data(), counts.data(),
-                       nullptr);
-  cuda::exclusive_scan(flags.data(), positions.data(), R * T, temp, nullptr);
-  cuda::rank_row_counts(flags.data(), positions.data(), T, R, max_local, counts.data(), nullptr);
+  poison(flags);
+  poison(positions);
+  poison(counts);  // dispatch_layout writes every entry
+  cuda::dispatch_layout(d_ids.data(), T, K, d_owner.data(), d_local.data(), R, max_local, flags.data(),
+                        positions.data(), counts.data(), temp, nullptr);
   // CPU bookkeeping: rows destination-major, token order within a destination.
   std::vector<int> want_counts(static_cast<std::size_t>(R) * (1 + max_local), 0);
   std::vector<std::pair<int, int>> rows;  // (rank, token)
@@ -420,6 +420,12 @@ TEST_CASE("dispatch layout, pack and home-rank combine equal the CPU bookkeeping
     }
   CHECK(to_host(counts, want_counts.size()) == want_counts);
   const int sent = static_cast<int>(rows.size());
+  // flags, and positions: the exclusive scan of the flags, destination-major.
+  std::vector<int> want_flags(static_cast<std::size_t>(R) * T, 0), want_positions(want_flags.size());
+  for (const auto& [r, t] : rows) want_flags[static_cast<std::size_t>(r) * T + t] = 1;
+  std::exclusive_scan(want_flags.begin(), want_flags.end(), want_positions.begin(), 0);
+  CHECK(to_host(flags, want_flags.size()) == want_flags);
+  CHECK(to_host(positions, want_positions.size()) == want_positions);
   DeviceBuffer<bf16> send_rows(static_cast<std::size_t>(sent) * width);
   DeviceBuffer<int> send_meta(static_cast<std::size_t>(sent) * 2 * K);
   poison(send_rows);
@@ -463,6 +469,15 @@ TEST_CASE("dispatch layout, pack and home-rank combine equal the CPU bookkeeping
   const double err = rel_l2(to_float(to_host(routed, want.size())), want);
   INFO("combine_sum rel_l2 " << err);
   CHECK(err <= 3e-3);
+}
+
+TEST_CASE("dispatch layout, pack and home-rank combine equal the CPU bookkeeping", "[cuda][kernels][dispatch]") {
+  const MpiComm comm;
+  std::mt19937_64 rng(fresh_seed(comm, "dispatch kernels"));
+  // Few and many tokens, ranks and experts per rank.
+  check_dispatch_kernels(rng, 173, 4, 24, 3);
+  check_dispatch_kernels(rng, 5000, 8, 64, 8);
+  check_dispatch_kernels(rng, 300, 2, 80, 40);
 }
 
 TEST_CASE("the device counter generator equals the host one bit for bit", "[cuda][kernels][synthetic]") {
