@@ -2,6 +2,7 @@
 // that an unwritten element fails. Tolerances: exact where the kernel only moves data; bf16 output rounding
 // (rel L2 <= 3e-3) where it computes; routing weights to 1e-5 relative (float32 with another summation order).
 #include <algorithm>
+#include <array>
 #include <cmath>
 #include <cstdio>
 #include <cstring>
@@ -223,14 +224,23 @@ TEST_CASE("bias_activation equals the CPU activation", "[cuda][kernels][activati
   const MpiComm comm;
   std::mt19937_64 rng(fresh_seed(comm, "bias_activation"));
   for (Activation kind : {Activation::Silu, Activation::Gelu, Activation::SwigluOai, Activation::Relu2}) {
-    for (int inter : {96, 90, 2880}) {  // the 16-byte path, the scalar path, more columns than a block's threads
-      // Each row's expert at random, about one row in six padding (-1: left alone).
+    // inter: the 16-byte path, the scalar path, more columns than a block's threads; each with and without a bias
+    // (with: four rows per thread on the 16-byte path).
+    for (int variant = 0; variant < 6; ++variant) {
+      const int inter = std::array<int, 3>{96, 90, 2880}[variant / 2];
+      const bool has_bias = variant % 2 == 0;
+      // Each row's expert at random (runs of one expert, as in the layout, and changes within a thread's rows),
+      // about one row in six padding (-1: left alone).
       const bool gated = kind != Activation::Relu2;
       const int rows = 157, h_cols = gated ? 2 * inter : inter, n = 5;
       const std::vector<float> h = to_float(to_bf16(uniform(rng, static_cast<std::size_t>(rows) * h_cols, -9, 9)));
-      const std::vector<float> bias = uniform(rng, static_cast<std::size_t>(n) * h_cols, -1, 1);
+      std::vector<float> bias = uniform(rng, static_cast<std::size_t>(n) * h_cols, -1, 1);
+      if (!has_bias) std::fill(bias.begin(), bias.end(), 0.0f);
       std::vector<int> expert(rows);
-      for (int i = 0; i < rows; ++i) expert[i] = rng() % 6 == 0 ? -1 : static_cast<int>(rng() % n);
+      for (int i = 0; i < rows; ++i) {
+        const bool same = i > 0 && expert[i - 1] >= 0 && rng() % 2;
+        expert[i] = rng() % 6 == 0 ? -1 : same ? expert[i - 1] : static_cast<int>(rng() % n);
+      }
       const cpu::ActivationParams cp{kind, 1.702f, 7.0f};
       std::vector<float> ref(static_cast<std::size_t>(rows) * inter);
       for (int i = 0; i < rows; ++i)
@@ -247,7 +257,7 @@ TEST_CASE("bias_activation equals the CPU activation", "[cuda][kernels][activati
       DeviceBuffer<bf16> d_a(ref.size());
       poison(d_a);
       const std::vector<bf16> before = to_host(d_a, ref.size());
-      cuda::bias_activation(d_h.data(), rows, h_cols, inter, d_b.data(), d_expert.data(),
+      cuda::bias_activation(d_h.data(), rows, h_cols, inter, has_bias ? d_b.data() : nullptr, d_expert.data(),
                             cuda::ActivationParams{kind, 1.702f, 7.0f}, d_a.data(), nullptr);
       const std::vector<bf16> after = to_host(d_a, ref.size());
       std::vector<float> got = to_float(after);
@@ -259,7 +269,7 @@ TEST_CASE("bias_activation equals the CPU activation", "[cuda][kernels][activati
           got[q] = 0.0f;  // compared apart
         }
       const double err = rel_l2(got, ref);
-      INFO(to_string(kind) << " inter " << inter << ": rel_l2 " << err);
+      INFO(to_string(kind) << " inter " << inter << (has_bias ? " bias" : "") << ": rel_l2 " << err);
       CHECK(err <= 3e-3);
       CHECK(padding_untouched);
     }
