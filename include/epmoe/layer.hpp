@@ -27,6 +27,8 @@ struct PhaseTimes {
   // Part of experts: the weighted sum of each row's pairs alone (the PyTorch breakdown counts it apart from
   // the expert phase).
   double weighted_sum = 0;
+  // Part of experts: the pairs' rows copied into their experts' blocks of the GEMMs' layout (the scatter).
+  double expert_scatter = 0;
   void reset() { *this = PhaseTimes{}; }
 };
 

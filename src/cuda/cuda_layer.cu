@@ -35,11 +35,11 @@ class CudaLayer final : public LayerRunner {
   Matrix<float> forward(const Matrix<float>& x) override {
     EPMOE_REQUIRE(x.cols() == model_.hidden_size, ErrorKind::Input, "layer input has width ", x.cols(),
                   ", the model's hidden_size is ", model_.hidden_size);
+    // The copy in is not part of the layer: it has finished here (stage_input synchronizes), and on every rank
+    // before the timed region starts, so that one rank's slower host copy does not show up as the others waiting
+    // in the dispatch.
     input_ = stages_->stage_input(x);
     staged_ = true;
-    // The copy in is not part of the layer: let it finish on every rank before the timed region starts, so that
-    // one rank's slower host copy does not show up as the others waiting in the dispatch.
-    EPMOE_CUDA_CHECK(cudaStreamSynchronize(stages_->stream()));
     comm_.barrier();
     const CudaStages::Rows out = timed_forward();
     Matrix<float> result;
@@ -84,6 +84,7 @@ class CudaLayer final : public LayerRunner {
     s.gemm_rows = stages_->expert_gemm().rows();
     s.gemm_buckets = stages_->expert_gemm().buckets();
     s.symmetric_dispatch = stages_->symmetric_dispatch();
+    s.symmetric_window_tokens = stages_->symmetric_window_tokens();
     s.device_bytes = stages_->device_bytes();
     s.weight_bytes = stages_->weight_bytes();
     return s;

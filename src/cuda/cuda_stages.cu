@@ -1,8 +1,8 @@
 #include "cuda_stages.cuh"
 
 #include <algorithm>
-#include <cstdint>
 #include <cstdio>
+#include <cstdlib>
 #include <cstring>
 #include <numeric>
 
@@ -91,6 +91,18 @@ CudaStages::CudaStages(const ModelConfig& model, const UnpadPlan& plan, Placemen
   EPMOE_CUBLAS_CHECK(cublasSetStream(cublas_.get(), stream_.get()));
   expert_gemm_ = std::make_unique<ExpertGemm>(cublas_.get(), stream_.get(), max_local_);
   EPMOE_CUBLAS_CHECK(cublasSetStream(side_cublas_.get(), side_stream_.get()));
+  // EPMOE_CUDA_SHARED_SMS = 0 (default: all) | N: the shared expert's GEMMs aim at N SMs, so that the dispatch's
+  // push kernel beside them (EPMOE_CUDA_SHARED_START=push) keeps the others.
+  if (const char* v = std::getenv("EPMOE_CUDA_SHARED_SMS")) {
+    int sms = 0, device = 0, count = 0;
+    EPMOE_CUDA_CHECK(cudaGetDevice(&device));
+    EPMOE_CUDA_CHECK(cudaDeviceGetAttribute(&count, cudaDevAttrMultiProcessorCount, device));
+    char* end = nullptr;
+    sms = static_cast<int>(std::strtol(v, &end, 10));
+    EPMOE_REQUIRE(end != v && *end == '\0' && sms >= 0 && sms <= count, ErrorKind::Usage,
+                  "EPMOE_CUDA_SHARED_SMS must be 0 (all) or a number of SMs up to ", count, ", found '", v, "'");
+    if (sms > 0) EPMOE_CUBLAS_CHECK(cublasSetSmCountTarget(side_cublas_.get(), sms));
+  }
   std::vector<int> owner(model.num_experts), local(model.num_experts);
   for (int e = 0; e < model.num_experts; ++e) {
     owner[e] = placement_.owner(e);
@@ -106,6 +118,7 @@ CudaStages::CudaStages(const ModelConfig& model, const UnpadPlan& plan, Placemen
   counts_host_.reserve(2 * count_entries);
   make_symmetric_dispatch(max_tokens);
   reserve_tokens(max_tokens);
+  not_bf16_.reserve(1);  // page-locked: the conversion kernel writes it through the same address
 }
 
 void CudaStages::make_symmetric_dispatch(int max_tokens) {
@@ -138,7 +151,7 @@ void CudaStages::reserve_tokens(int tokens) {
   x_f32_.reserve(T * D, false);
   x_.reserve(T * D, false);
   out_f32_.reserve(T * D, false);
-  logits_.reserve(T * E, false);
+  logits_.reserve(T * E * (router_gemm_ == RouterGemm::Bf16x3 ? 3 : 1), false);  // bf16x3: three parts
   ids_.reserve(T * K, false);
   routing_weights_.reserve(T * K, false);
   if (model_.has_latent()) latent_x_.reserve(T * Din, false);
@@ -210,16 +223,14 @@ std::size_t CudaStages::device_bytes() const {
 CudaStages::Rows CudaStages::stage_input(const Matrix<float>& x) {
   reserve_tokens(x.rows());
   const std::size_t n = x.size();
-  // A bf16 has the fp32's high 16 bits: the low ones are zero (a model's activations are bf16; the tests' too).
-  x_bf16_ = std::all_of(x.data(), x.data() + n, [](float v) {
-    std::uint32_t bits;
-    std::memcpy(&bits, &v, sizeof bits);
-    return (bits & 0xFFFFu) == 0;
-  });
+  // Whether every value is a bf16 (a model's activations are; the tests' too), found by the conversion's own pass.
+  not_bf16_.data()[0] = 0;
   if (n) {
     EPMOE_CUDA_CHECK(cudaMemcpyAsync(x_f32_.data(), x.data(), n * sizeof(float), cudaMemcpyHostToDevice, stream()));
-    convert_f32_to_bf16(x_f32_.data(), x_.data(), n, stream());
+    convert_f32_to_bf16(x_f32_.data(), x_.data(), n, stream(), not_bf16_.data());
   }
+  EPMOE_CUDA_CHECK(cudaStreamSynchronize(stream()));
+  x_bf16_ = *reinterpret_cast<volatile const int*>(not_bf16_.data()) == 0;
   return Rows{x_.data(), x.rows(), x.cols()};
 }
 
@@ -265,9 +276,12 @@ CudaStages::Routing CudaStages::route(const Rows& x) {
   start_shared_expert(SharedStart::Route);
   StageTimer timer(clock_, &PhaseTimes::route, stream());
   const int T = x.rows, E = model_.num_experts, D = model_.hidden_size;
-  // fp32 logits either way: three bf16 GEMMs on tensor cores when the input is bf16, else the fp32 GEMM.
-  if (x_bf16_ && router_gemm_ == RouterGemm::Bf16x3)
-    router_logits_bf16x3(cublas_.get(), T, E, D, x_.data(), D, weights_.router_split.data(), logits_.data(), E);
+  // fp32 logits either way: three parts from one bf16 GEMM on tensor cores when the input is bf16 (top-k sums
+  // them), else the fp32 GEMM.
+  const bool parts = x_bf16_ && router_gemm_ == RouterGemm::Bf16x3;
+  if (parts)
+    router_logit_parts_bf16x3(cublas_.get(), T, E, D, x_.data(), D, weights_.router_split.data(), logits_.data(),
+                              3 * E);
   else
     linear_f32(cublas_.get(), T, E, D, x_f32_.data(), D, weights_.router_weight.data(), D, logits_.data(), E);
   RouterParams p{T,
@@ -277,7 +291,8 @@ CudaStages::Routing CudaStages::route(const Rows& x) {
                  model_.topk_method == TopkMethod::Grouped && model_.n_group > 1,
                  model_.n_group,
                  model_.topk_group,
-                 model_.norm_topk_prob};
+                 model_.norm_topk_prob,
+                 parts ? 3 : 1};
   const float* router_bias = weights_.router_bias.size() ? weights_.router_bias.data() : nullptr;
   if (forced_) {
     EPMOE_REQUIRE(forced_ids_.rows() == T && forced_ids_.cols() == model_.top_k, ErrorKind::Input,
@@ -314,16 +329,14 @@ CudaStages::Batch CudaStages::dispatch(const Rows& xr, const Routing& routing) {
                plan_.shape.expert_width);
   cudaStream_t s = stream();
   trace_.gpu(ForwardTrace::kRouted, s);
-  if (symmetric_) symmetric_->begin_forward(T, s);  // host only: the ranks agree on the window's size
-  trace_.host(ForwardTrace::kHostAgreed);
+  if (symmetric_) symmetric_->begin_forward();
+  trace_.host(ForwardTrace::kHostDispatch);
   const std::size_t entries = static_cast<std::size_t>(R) * stride;
   int* counts_send = counts_.data();
   const int counts_slot = clock_.begin(&PhaseTimes::dispatch_counts, s);
   // Layout: which (rank, token) rows exist, where each goes in the send buffer, and the counts to exchange.
-  EPMOE_CUDA_CHECK(cudaMemsetAsync(counts_send, 0, entries * sizeof(int), s));
-  dispatch_flags(routing.ids, T, K, owner_.data(), local_.data(), R, max_local_, flags_.data(), counts_send, s);
-  exclusive_scan(flags_.data(), positions_.data(), R * T, cub_temp_, s);
-  rank_row_counts(flags_.data(), positions_.data(), T, R, max_local_, counts_send, s);
+  dispatch_layout(routing.ids, T, K, owner_.data(), local_.data(), R, max_local_, flags_.data(), positions_.data(),
+                  counts_send, cub_temp_, s);
   trace_.gpu(ForwardTrace::kLayout, s);
 
   // The counts on the host: `sent` [R, stride] of this rank, `got` [R, stride] from each rank.
@@ -484,9 +497,12 @@ CudaStages::Rows CudaStages::experts(const Batch& batch) {
                          ExpertLinear{Dp, I, a_.data(), I, weights_.w2.data(), I, y_.data(), Dp}});
   // Each pair's row into its expert's block, padded on entry (the GEMMs see width Dp with zero lanes beyond Din);
   // rows of a block past its pairs stay marked -1 for the activation to skip.
-  EPMOE_CUDA_CHECK(cudaMemsetAsync(row_expert_.data(), 0xff, gemm_rows * sizeof(int), s));
-  scatter_pairs(batch.rows.data, N, Din, Dp, batch.meta, K, expert_gemm_->device_layout(), x_sorted_.data(),
-                pair_pos_.data(), row_expert_.data(), s);
+  {
+    StageTimer scatter(clock_, &PhaseTimes::expert_scatter, s);
+    EPMOE_CUDA_CHECK(cudaMemsetAsync(row_expert_.data(), 0xff, gemm_rows * sizeof(int), s));
+    scatter_pairs(batch.rows.data, N, Din, Dp, batch.meta, K, expert_gemm_->device_layout(), x_sorted_.data(),
+                  pair_pos_.data(), row_expert_.data(), s);
+  }
   {
     StageTimer gemms(clock_, &PhaseTimes::expert_gemms, s);
     expert_gemm_->run(0);  // h = x . w13^T

@@ -85,7 +85,8 @@ class CudaStages {
   CudaStages(const ModelConfig& model, const UnpadPlan& plan, Placement placement, const MpiComm& comm,
              const NcclComm& nccl, DeviceWeights weights, int max_tokens, PhaseTimes& times);
 
-  // Copies this rank's tokens in (fp32 for the router, bf16 for the rest); not timed. Returns the bf16 rows.
+  // Copies this rank's tokens in (fp32 for the router, bf16 for the rest) and synchronizes the stream; not timed.
+  // Returns the bf16 rows.
   Rows stage_input(const Matrix<float>& x);
   // Copies the layer output and the routing out (synchronizes the stream).
   void fetch_output(const Rows& out, Matrix<float>& result, epmoe::Routing& routing);
@@ -116,6 +117,7 @@ class CudaStages {
   std::size_t device_bytes() const;
   std::size_t weight_bytes() const { return weights_.bytes(); }
   bool symmetric_dispatch() const { return symmetric_ != nullptr; }
+  int symmetric_window_tokens() const { return symmetric_ ? symmetric_->token_capacity() : 0; }
   std::size_t last_dispatch_bytes = 0, last_combine_bytes = 0, last_rows_received = 0, last_pairs = 0;
   const ExpertGemm& expert_gemm() const { return *expert_gemm_; }
   ForwardTrace& trace() { return trace_; }
@@ -145,7 +147,8 @@ class CudaStages {
   CountExchange count_exchange_;
   SharedStart shared_start_;
   RouterGemm router_gemm_;
-  bool x_bf16_ = false;  // every value of the staged input is a bf16 (route() may use router_logits_bf16x3)
+  bool x_bf16_ = false;  // every value of the staged input is a bf16 (route() may use router_logit_parts_bf16x3)
+  PinnedBuffer<int> not_bf16_;  // the conversion kernel's answer to it
   // EPMOE_CUDA_DISPATCH = auto (symmetric where every rank is reachable by load/store) | nccl | symmetric: with
   // it, the dispatch writes into the receivers' NCCL symmetric windows; without, grouped ncclSend/ncclRecv.
   std::unique_ptr<SymmetricDispatch> symmetric_;

@@ -15,32 +15,27 @@ namespace epmoe::cuda {
 namespace {
 // Row-major out[M, N] = x[M, K] w[N, K]^T is column-major out^T[N, M] = w^T ... which cuBLAS computes as
 // C(n x m) = op(A = w, transposed) (n x k) . op(B = x) (k x m).
-template <class T>
-void linear(cublasHandle_t handle, int m, int n, int k, const T* x, int ldx, const T* w, int ldw, T* out, int ldo,
-            cudaDataType_t type, cublasComputeType_t compute) {
+// Operands of type `in`, output of type `out_type`, out = x . w^T + beta * out.
+template <class In, class Out>
+void linear(cublasHandle_t handle, int m, int n, int k, const In* x, int ldx, const In* w, int ldw, Out* out, int ldo,
+            cudaDataType_t in, cudaDataType_t out_type, cublasComputeType_t compute, float beta = 0.0f) {
   if (m == 0 || n == 0) return;
-  const float alpha = 1.0f, beta = 0.0f;
-  EPMOE_CUBLAS_CHECK(cublasGemmEx(handle, CUBLAS_OP_T, CUBLAS_OP_N, n, m, k, &alpha, w, type, ldw, x, type, ldx, &beta,
-                                  out, type, ldo, compute, CUBLAS_GEMM_DEFAULT));
+  const float alpha = 1.0f;
+  EPMOE_CUBLAS_CHECK(cublasGemmEx(handle, CUBLAS_OP_T, CUBLAS_OP_N, n, m, k, &alpha, w, in, ldw, x, in, ldx, &beta, out,
+                                  out_type, ldo, compute, CUBLAS_GEMM_DEFAULT));
 }
 }  // namespace
 
 void linear_bf16(cublasHandle_t handle, int m, int n, int k, const bf16* x, int ldx, const bf16* w, int ldw,
                  bf16* out, int ldo) {
-  linear(handle, m, n, k, x, ldx, w, ldw, out, ldo, CUDA_R_16BF, CUBLAS_COMPUTE_32F);
+  linear(handle, m, n, k, x, ldx, w, ldw, out, ldo, CUDA_R_16BF, CUDA_R_16BF, CUBLAS_COMPUTE_32F);
 }
 
-void router_logits_bf16x3(cublasHandle_t handle, int m, int n, int k, const bf16* x, int ldx, const bf16* w_parts,
-                          float* out, int ldo) {
-  if (m == 0 || n == 0) return;
-  const std::size_t part = static_cast<std::size_t>(n) * k;
-  // lo, then mid, then hi into the same fp32 output: the small parts are summed before the large one joins them.
-  for (int p = 2; p >= 0; --p) {
-    const float alpha = 1.0f, beta = p == 2 ? 0.0f : 1.0f;
-    EPMOE_CUBLAS_CHECK(cublasGemmEx(handle, CUBLAS_OP_T, CUBLAS_OP_N, n, m, k, &alpha, w_parts + p * part, CUDA_R_16BF,
-                                    k, x, CUDA_R_16BF, ldx, &beta, out, CUDA_R_32F, ldo, CUBLAS_COMPUTE_32F,
-                                    CUBLAS_GEMM_DEFAULT));
-  }
+void router_logit_parts_bf16x3(cublasHandle_t handle, int m, int n, int k, const bf16* x, int ldx,
+                               const bf16* w_parts, float* out, int ldo) {
+  EPMOE_ASSERT(ldo >= 3 * n, "router_logit_parts_bf16x3: row stride ", ldo, " < 3 x ", n);
+  // The parts [3, n, k] are one [3n, k] weight.
+  linear(handle, m, 3 * n, k, x, ldx, w_parts, k, out, ldo, CUDA_R_16BF, CUDA_R_32F, CUBLAS_COMPUTE_32F, 0.0f);
 }
 
 RouterGemm router_gemm_from_env() {
@@ -49,7 +44,7 @@ RouterGemm router_gemm_from_env() {
 
 void linear_f32(cublasHandle_t handle, int m, int n, int k, const float* x, int ldx, const float* w, int ldw,
                 float* out, int ldo) {
-  linear(handle, m, n, k, x, ldx, w, ldw, out, ldo, CUDA_R_32F, CUBLAS_COMPUTE_32F_PEDANTIC);
+  linear(handle, m, n, k, x, ldx, w, ldw, out, ldo, CUDA_R_32F, CUDA_R_32F, CUBLAS_COMPUTE_32F_PEDANTIC);
 }
 
 int gemm_streams_from_env() {

@@ -21,13 +21,15 @@ void linear_bf16(cublasHandle_t handle, int m, int n, int k, const bf16* x, int 
 // The same in fp32 throughout (the router): no TF32, so routing decisions match the float32 reference.
 void linear_f32(cublasHandle_t handle, int m, int n, int k, const float* x, int ldx, const float* w, int ldw,
                 float* out, int ldo);
-// The router's logits out[m, n] (fp32) = x[m, k] . w[n, k]^T for bf16 x and an fp32 w given as its three bf16
-// parts [3, n, k] (split_f32_to_bf16x3): three bf16 GEMMs into one fp32 output. Every product of a bf16 x with a
-// part is exact in fp32 and the parts sum to w within 2^-27, so the logits are an fp32 GEMM's on tensor cores:
-// 4 x H200, deepseek-v3, 4096 tokens: docs/performance.md.
-void router_logits_bf16x3(cublasHandle_t handle, int m, int n, int k, const bf16* x, int ldx, const bf16* w_parts,
-                          float* out, int ldo);
-// How the router's GEMM runs (EPMOE_CUDA_ROUTER_GEMM = bf16x3 | fp32; default bf16x3): router_logits_bf16x3 when
+// The router's logits of x[m, k] (bf16) and an fp32 w[n, k] given as its three bf16 parts [3, n, k]
+// (split_f32_to_bf16x3), as three partial logits side by side: out[m, 3n] (fp32, row stride ldo >= 3n),
+// out[i, p * n + j] = x_i . part_p[j], in one bf16 GEMM of width 3n. Every product of a bf16 x with a part is
+// exact in fp32 and the parts sum to w within 2^-27, so (out[i, 2n + j] + out[i, n + j]) + out[i, j], as
+// router_topk sums them (RouterParams::logit_parts = 3), is an fp32 GEMM's logit on tensor cores. One GEMM of
+// width 3n rather than three of width n: three times the tiles in one launch (a router's n is small).
+void router_logit_parts_bf16x3(cublasHandle_t handle, int m, int n, int k, const bf16* x, int ldx,
+                               const bf16* w_parts, float* out, int ldo);
+// How the router's GEMM runs (EPMOE_CUDA_ROUTER_GEMM = bf16x3 | fp32; default bf16x3): router_logit_parts_bf16x3 when
 // the layer's input is bf16 (every value; checked when it is staged), else, and with fp32, linear_f32 on the fp32
 // input.
 enum class RouterGemm { Bf16x3, Fp32 };

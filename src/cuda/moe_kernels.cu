@@ -78,10 +78,17 @@ __device__ __forceinline__ void store_bf16(bf16* p, const float (&v)[V]) {
   }
 }
 
-__global__ void f32_to_bf16_kernel(const float* __restrict__ in, bf16* __restrict__ out, std::size_t n) {
+// `not_bf16` (optional): set to 1 when some value has low 16 bits (is not a bf16 itself), in the same pass.
+__global__ void f32_to_bf16_kernel(const float* __restrict__ in, bf16* __restrict__ out, std::size_t n,
+                                   int* not_bf16) {
+  unsigned low = 0;
   for (std::size_t i = blockIdx.x * std::size_t(blockDim.x) + threadIdx.x; i < n;
-       i += std::size_t(gridDim.x) * blockDim.x)
-    out[i] = __float2bfloat16(in[i]);
+       i += std::size_t(gridDim.x) * blockDim.x) {
+    const float v = in[i];
+    low |= __float_as_uint(v) & 0xFFFFu;
+    out[i] = __float2bfloat16(v);
+  }
+  if (not_bf16 && low) *not_bf16 = 1;
 }
 // hi = bf16(v), mid = bf16(v - hi), lo = bf16(v - hi - mid): each subtraction is exact in fp32, and
 // hi + mid + lo = v to within 2^-27 |v|.
@@ -359,9 +366,9 @@ bool vec8_ok(std::initializer_list<long> values) {
 
 }  // namespace
 
-void convert_f32_to_bf16(const float* in, bf16* out, std::size_t n, cudaStream_t stream) {
+void convert_f32_to_bf16(const float* in, bf16* out, std::size_t n, cudaStream_t stream, int* not_bf16) {
   if (!n) return;
-  f32_to_bf16_kernel<<<grid_for(n), kThreads, 0, stream>>>(in, out, n);
+  f32_to_bf16_kernel<<<grid_for(n), kThreads, 0, stream>>>(in, out, n, not_bf16);
   EPMOE_CUDA_LAUNCH_CHECK();
 }
 void split_f32_to_bf16x3(const float* in, bf16* out, std::size_t n, cudaStream_t stream) {
@@ -395,6 +402,16 @@ void rank_row_counts(const int* flags, const int* positions, int num_tokens, int
   rank_row_counts_kernel<<<grid_for(num_ranks, 32), 32, 0, stream>>>(flags, positions, num_tokens, num_ranks, max_local,
                                                                      counts);
   EPMOE_CUDA_LAUNCH_CHECK();
+}
+
+void dispatch_layout(const int* ids, int num_tokens, int top_k, const int* expert_owner, const int* expert_local,
+                     int num_ranks, int max_local, int* flags, int* positions, int* counts,
+                     DeviceBuffer<unsigned char>& scan_temp, cudaStream_t stream) {
+  const std::size_t entries = static_cast<std::size_t>(num_ranks) * (1 + max_local);
+  EPMOE_CUDA_CHECK(cudaMemsetAsync(counts, 0, entries * sizeof(int), stream));
+  dispatch_flags(ids, num_tokens, top_k, expert_owner, expert_local, num_ranks, max_local, flags, counts, stream);
+  exclusive_scan(flags, positions, num_ranks * num_tokens, scan_temp, stream);
+  rank_row_counts(flags, positions, num_tokens, num_ranks, max_local, counts, stream);
 }
 
 void pack_dispatch(const bf16* xr, int width, const int* ids, const float* weights, int num_tokens, int top_k,

@@ -37,6 +37,13 @@ __device__ __forceinline__ float warp_max(float v) {
   return v;
 }
 
+// Expert e's logit from token t's row of the logits (RouterParams::logit_parts).
+__device__ __forceinline__ float logit_of(const float* z, int e, const RouterParams& p) {
+  if (p.logit_parts == 1) return z[e];
+  const int E = p.num_experts;
+  return (z[2 * E + e] + z[E + e]) + z[e];
+}
+
 __global__ void router_topk_kernel(const float* __restrict__ logits, const float* __restrict__ router_bias,
                                    const float* __restrict__ correction_bias, RouterParams p, int* __restrict__ ids,
                                    float* __restrict__ weights) {
@@ -47,11 +54,11 @@ __global__ void router_topk_kernel(const float* __restrict__ logits, const float
   const int E = p.num_experts, K = p.top_k;
   float* scores = shared + static_cast<size_t>(warp) * 2 * E;
   float* selection = scores + E;
-  const float* z = logits + static_cast<size_t>(t) * E;
+  const float* z = logits + static_cast<size_t>(t) * p.logit_parts * E;
 
   float m = -INFINITY;
   for (int e = lane; e < E; e += 32) {
-    const float v = z[e] + (router_bias ? router_bias[e] : 0.0f);
+    const float v = logit_of(z, e, p) + (router_bias ? router_bias[e] : 0.0f);
     scores[e] = v;
     m = fmaxf(m, v);
   }
@@ -132,8 +139,8 @@ __global__ void router_weights_for_ids_kernel(const float* __restrict__ logits, 
   const int t = blockIdx.x * kWarpsPerBlock + warp;
   if (t >= p.num_tokens) return;
   const int E = p.num_experts, K = p.top_k;
-  const float* z = logits + static_cast<size_t>(t) * E;
-  auto logit = [&](int e) { return z[e] + (router_bias ? router_bias[e] : 0.0f); };
+  const float* z = logits + static_cast<size_t>(t) * p.logit_parts * E;
+  auto logit = [&](int e) { return logit_of(z, e, p) + (router_bias ? router_bias[e] : 0.0f); };
   float m = -INFINITY, denom = 1.0f;
   if (!p.sigmoid) {
     for (int e = lane; e < E; e += 32) m = fmaxf(m, logit(e));
@@ -156,7 +163,8 @@ __global__ void router_weights_for_ids_kernel(const float* __restrict__ logits, 
 void router_weights_for_ids(const float* logits, const float* router_bias, const int* ids, const RouterParams& p,
                             float* weights, cudaStream_t stream) {
   if (p.num_tokens == 0) return;
-  EPMOE_ASSERT(p.top_k <= 32, "router_weights_for_ids: top_k ", p.top_k, " > 32");
+  EPMOE_ASSERT(p.top_k <= 32 && (p.logit_parts == 1 || p.logit_parts == 3), "router_weights_for_ids: top_k ",
+               p.top_k, " > 32 or logit_parts ", p.logit_parts);
   const int blocks = (p.num_tokens + kWarpsPerBlock - 1) / kWarpsPerBlock;
   router_weights_for_ids_kernel<<<blocks, kWarpsPerBlock * 32, 0, stream>>>(logits, router_bias, ids, p, weights);
   EPMOE_CUDA_LAUNCH_CHECK();
@@ -165,8 +173,9 @@ void router_weights_for_ids(const float* logits, const float* router_bias, const
 void router_topk(const float* logits, const float* router_bias, const float* correction_bias, const RouterParams& p,
                  int* ids, float* weights, cudaStream_t stream) {
   if (p.num_tokens == 0) return;
-  EPMOE_ASSERT(p.n_group <= 32 && p.num_experts <= 1536 && p.top_k <= 32, "router_topk limits: n_group ", p.n_group,
-               " experts ", p.num_experts, " top_k ", p.top_k);
+  EPMOE_ASSERT(p.n_group <= 32 && p.num_experts <= 1536 && p.top_k <= 32 && (p.logit_parts == 1 || p.logit_parts == 3),
+               "router_topk limits: n_group ", p.n_group, " experts ", p.num_experts, " top_k ", p.top_k,
+               " logit_parts ", p.logit_parts);
   const int blocks = (p.num_tokens + kWarpsPerBlock - 1) / kWarpsPerBlock;
   const size_t smem = static_cast<size_t>(kWarpsPerBlock) * 2 * p.num_experts * sizeof(float);
   RouterParams q = p;

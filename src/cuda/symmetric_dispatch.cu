@@ -22,11 +22,12 @@ constexpr int kPayloadWait = 1000;    // timeout code offset: counts wait < 1000
 std::size_t round_up(std::size_t n, std::size_t a) { return (n + a - 1) / a * a; }
 
 // flags part of a window: [R] u64: rows arrived from rank r.
-__device__ __forceinline__ std::uint64_t* payload_flags(char* window, const SymmetricLayout& L) {
+__host__ __device__ __forceinline__ std::uint64_t* payload_flags(char* window, const SymmetricLayout& L) {
   return reinterpret_cast<std::uint64_t*>(window + L.flags);
 }
 // A mailbox word: the count in the low half, the forward's tag in the high half (one 64-bit store writes both).
-__device__ __forceinline__ std::uint64_t* mailbox_slot(char* window, const SymmetricLayout& L, std::uint64_t epoch) {
+__host__ __device__ __forceinline__ std::uint64_t* mailbox_slot(char* window, const SymmetricLayout& L,
+                                                             std::uint64_t epoch) {
   return reinterpret_cast<std::uint64_t*>(window + L.mailbox) + (epoch & 1) * L.mailbox_words();
 }
 __device__ __forceinline__ std::uint64_t mailbox_word(int count, std::uint64_t epoch) {
@@ -82,17 +83,33 @@ __device__ __forceinline__ void wait_counts(const std::uint64_t* slot, int words
   }
 }
 
-// Steps 1 and 2 in one kernel (as two kernels they took the same time).
+// Steps 1 and 2 in one kernel (as two kernels they took the same time), then whether some rank receives more rows
+// than its window holds: every rank computes the same answer from the same counts, without talking (`overflow`: 0,
+// or 1 and steps 3 and 4 do nothing; SymmetricDispatch::host_counts grows the windows and runs the dispatch again).
 __global__ void post_wait_counts_kernel(const int* __restrict__ sent, char* const* __restrict__ peers,
                                         SymmetricLayout L, int me, std::uint64_t epoch, unsigned long long* stamps,
-                                        const std::uint64_t* slot, int* timeout) {
+                                        const std::uint64_t* slot, int* timeout, int* overflow) {
   post_counts(sent, peers, L, me, epoch, stamps);
   wait_counts(slot, L.mailbox_words(), L.ranks * L.stride, epoch, timeout);
+  __shared__ int over;
+  if (threadIdx.x == 0) over = 0;
+  __syncthreads();
+  for (int d = threadIdx.x; d < L.ranks; d += blockDim.x) {
+    std::size_t rows = 0;  // that rank d receives: word 0 of each (source, d) block
+    for (int s = 0; s < L.ranks; ++s) {
+      const std::size_t word = (static_cast<std::size_t>(s) * L.ranks + d) * L.stride;
+      rows += static_cast<std::uint32_t>(load_relaxed_sys(slot + word));
+    }
+    if (rows > L.row_capacity) atomicOr(&over, 1);
+  }
+  __syncthreads();
+  if (threadIdx.x == 0) *overflow = over;
 }
 
 // 4: until flags[r] >= epoch for every rank r (acquire).
 __global__ void wait_flags_kernel(const std::uint64_t* flags, int ranks, std::uint64_t epoch, int code,
-                                  int* timeout) {
+                                  int* timeout, const int* overflow) {
+  if (*overflow) return;  // nobody pushed
   for (int r = threadIdx.x; r < ranks; r += blockDim.x) {
     const std::uint64_t start = global_ns();
     while (load_acquire_sys(flags + r) < epoch) {
@@ -121,8 +138,9 @@ __global__ void push_kernel(const bf16* __restrict__ xr, const int* __restrict__
                             const float* __restrict__ weights, int T, const int* __restrict__ owner,
                             const int* __restrict__ local, const int* __restrict__ flags,
                             const int* __restrict__ positions, char* const* __restrict__ peers, SymmetricLayout L,
-                            int me, std::uint64_t epoch, unsigned int* ticket) {
+                            int me, std::uint64_t epoch, unsigned int* ticket, const int* overflow) {
   extern __shared__ std::size_t base[];  // [R]
+  if (*overflow) return;  // some window is too small: every rank skips, grows it and pushes again
   const int R = L.ranks, K = L.top_k, width = L.width;
   {
     const std::uint64_t* mail = mailbox_slot(peers[me], L, epoch);  // current: step 2 is complete
@@ -188,6 +206,7 @@ SymmetricDispatch::SymmetricDispatch(const MpiComm& comm, const NcclComm& nccl, 
   EPMOE_CUDA_CHECK(cudaMemset(ticket_.data(), 0, sizeof(unsigned int)));
   host_words_.reserve(layout_.mailbox_words());
   host_counts_.resize(layout_.mailbox_words());
+  overflow_ = DeviceBuffer<int>(1, "symmetric_overflow");
   timeout_.reserve(1);  // page-locked: the wait kernels write it through the same address (unified addressing)
   timeout_.data()[0] = 0;
   allocate(std::max(1, token_capacity));
@@ -241,30 +260,35 @@ void SymmetricDispatch::release() noexcept {
   window_ = nullptr;
 }
 
-void SymmetricDispatch::begin_forward(int tokens, cudaStream_t stream) {
-  ++epoch_;
-  const int most = static_cast<int>(comm_.max(static_cast<double>(tokens)));
-  if (most <= token_capacity_) return;
+void SymmetricDispatch::begin_forward() { ++epoch_; }
+
+void SymmetricDispatch::grow(std::size_t rows, cudaStream_t stream) {
+  const int R = layout_.ranks;
+  const int tokens = static_cast<int>((rows + R - 1) / R);
+  const int capacity = tokens + tokens / 4 + 16;  // headroom: routing noise between forwards does not grow it again
   if (comm_.rank() == 0)
-    std::fprintf(stderr, "# epmoe cuda: growing the symmetric dispatch window from %d to %d tokens per rank\n",
-                 token_capacity_, most);
+    std::fprintf(stderr,
+                 "# epmoe cuda: growing the symmetric dispatch window from %d to %d tokens per rank (a rank receives "
+                 "%zu rows, %zu fit)\n",
+                 token_capacity_, capacity, rows, layout_.row_capacity);
   // Every rank stops using the old windows (its own GPU work done, then everyone's) before they go.
   EPMOE_CUDA_CHECK(cudaStreamSynchronize(stream));
   EPMOE_CUDA_CHECK(cudaDeviceSynchronize());
   comm_.barrier();
   release();
-  allocate(most);
+  allocate(capacity);
   epoch_ = 1;
 }
 
 void SymmetricDispatch::exchange_counts(const int* sent_counts, cudaStream_t stream, ForwardTrace& trace) {
+  last_exchange_ = {sent_counts, stream, &trace};
   const SymmetricLayout& L = layout_;
   const int me = comm_.rank();
-  const auto* slot = reinterpret_cast<const std::uint64_t*>(static_cast<char*>(window_) + L.mailbox) +
-                     (epoch_ & 1) * L.mailbox_words();
+  const std::uint64_t* slot = mailbox_slot(static_cast<char*>(window_), L, epoch_);
   static_assert(ForwardTrace::kPostWritten == ForwardTrace::kPostEntry + 1, "post_counts stamps two adjacent slots");
   post_wait_counts_kernel<<<1, 256, 0, stream>>>(sent_counts, peers_.data(), L, me, epoch_,
-                                                 trace.slot(ForwardTrace::kPostEntry), slot, timeout_.data());
+                                                 trace.slot(ForwardTrace::kPostEntry), slot, timeout_.data(),
+                                                 overflow_.data());
   EPMOE_CUDA_LAUNCH_CHECK();
   counts_arrived_.record(stream);
   EPMOE_CUDA_CHECK(cudaStreamWaitEvent(copy_stream_.get(), counts_arrived_.get(), 0));
@@ -276,6 +300,7 @@ void SymmetricDispatch::exchange_counts(const int* sent_counts, cudaStream_t str
 void SymmetricDispatch::push(const bf16* xr, const int* ids, const float* weights, int num_tokens,
                              const int* expert_owner, const int* expert_local, const int* flags, const int* positions,
                              cudaStream_t stream, ForwardTrace& trace) {
+  last_push_ = {xr, ids, weights, num_tokens, expert_owner, expert_local, flags, positions, stream, &trace};
   const SymmetricLayout& L = layout_;
   const std::size_t items = static_cast<std::size_t>(num_tokens) * L.ranks;
   const std::size_t warps_per_block = kPushThreads / 32;
@@ -283,21 +308,37 @@ void SymmetricDispatch::push(const bf16* xr, const int* ids, const float* weight
                                                               2 * static_cast<std::size_t>(sm_count_)));
   push_kernel<<<blocks, kPushThreads, L.ranks * sizeof(std::size_t), stream>>>(
       xr, ids, weights, num_tokens, expert_owner, expert_local, flags, positions, peers_.data(), L, comm_.rank(),
-      epoch_, ticket_.data());
+      epoch_, ticket_.data(), overflow_.data());
   EPMOE_CUDA_LAUNCH_CHECK();
   trace.gpu(ForwardTrace::kPushed, stream);
-  const auto* arrived = reinterpret_cast<const std::uint64_t*>(static_cast<char*>(window_) + L.flags);
+  const std::uint64_t* arrived = payload_flags(static_cast<char*>(window_), L);
   wait_flags_kernel<<<1, 32 * ((L.ranks + 31) / 32), 0, stream>>>(arrived, L.ranks, epoch_, kPayloadWait,
-                                                                    timeout_.data());
+                                                                    timeout_.data(), overflow_.data());
   EPMOE_CUDA_LAUNCH_CHECK();
 }
 
 const int* SymmetricDispatch::host_counts() {
-  EPMOE_CUDA_CHECK(cudaEventSynchronize(counts_copied_.get()));
-  check_timeouts();
-  for (std::size_t i = 0; i < host_counts_.size(); ++i)
-    host_counts_[i] = static_cast<int>(static_cast<std::uint32_t>(host_words_.data()[i]));
-  return host_counts_.data();
+  for (;;) {
+    EPMOE_CUDA_CHECK(cudaEventSynchronize(counts_copied_.get()));
+    check_timeouts();
+    for (std::size_t i = 0; i < host_counts_.size(); ++i)
+      host_counts_[i] = static_cast<int>(static_cast<std::uint32_t>(host_words_.data()[i]));
+    // The kernels' overflow test, on the same counts (every rank reaches the same answer).
+    const int R = layout_.ranks, stride = layout_.stride;
+    std::size_t most = 0;
+    for (int d = 0; d < R; ++d) {
+      std::size_t rows = 0;
+      for (int s = 0; s < R; ++s)
+        rows += static_cast<std::size_t>(host_counts_[(static_cast<std::size_t>(s) * R + d) * stride]);
+      most = std::max(most, rows);
+    }
+    if (most <= layout_.row_capacity) return host_counts_.data();
+    // Steps 3 and 4 did nothing on any rank: grow every window, then this forward's dispatch again.
+    const PushArgs p = last_push_;
+    grow(most, p.stream);
+    exchange_counts(last_exchange_.sent, last_exchange_.stream, *last_exchange_.trace);
+    push(p.xr, p.ids, p.weights, p.num_tokens, p.owner, p.local, p.flags, p.positions, p.stream, *p.trace);
+  }
 }
 
 void SymmetricDispatch::check_timeouts() const {

@@ -58,9 +58,8 @@ class SymmetricDispatch {
   SymmetricDispatch(const SymmetricDispatch&) = delete;
   SymmetricDispatch& operator=(const SymmetricDispatch&) = delete;
 
-  // Collective (host only, no GPU synchronization in the steady state): starts forward number e + 1 and, when some
-  // rank has more tokens than the window holds, grows every rank's window (with a log line).
-  void begin_forward(int tokens, cudaStream_t stream);
+  // Starts forward number e + 1 (host only, not collective: no rank waits for another before the count exchange).
+  void begin_forward();
   // Steps 1 and 2 on `stream`, then the mailbox's copy to the host on the window's own stream.
   void exchange_counts(const int* sent_counts, cudaStream_t stream, ForwardTrace& trace);
   // Steps 3 and 4 on `stream` (same arguments as pack_dispatch, whose layout they follow).
@@ -68,7 +67,11 @@ class SymmetricDispatch {
             const int* expert_local, const int* flags, const int* positions, cudaStream_t stream,
             ForwardTrace& trace);
   // Waits for the mailbox copy: [source, destination, stride] ints of this forward. Throws when a rank timed out.
+  // When some rank receives more rows than its window holds (every rank sees it in the same counts, and steps 3 and
+  // 4 then did nothing), grows every rank's window (collective, with a log line) and runs this forward's
+  // exchange_counts and push again, with their last arguments.
   const int* host_counts();
+  int token_capacity() const { return token_capacity_; }
   // Throws if a wait of an earlier forward timed out (call after a stream synchronization).
   void check_timeouts() const;
 
@@ -80,6 +83,23 @@ class SymmetricDispatch {
  private:
   void allocate(int token_capacity);
   void release() noexcept;
+  void grow(std::size_t rows, cudaStream_t stream);  // to receive `rows` rows per rank at least
+  struct ExchangeArgs {
+    const int* sent = nullptr;
+    cudaStream_t stream = nullptr;
+    ForwardTrace* trace = nullptr;
+  };
+  struct PushArgs {
+    const bf16* xr = nullptr;
+    const int* ids = nullptr;
+    const float* weights = nullptr;
+    int num_tokens = 0;
+    const int *owner = nullptr, *local = nullptr, *flags = nullptr, *positions = nullptr;
+    cudaStream_t stream = nullptr;
+    ForwardTrace* trace = nullptr;
+  };
+  ExchangeArgs last_exchange_;  // this forward's, for a run after growing
+  PushArgs last_push_;
 
   MpiComm comm_;
   const NcclComm& nccl_;
@@ -90,6 +110,7 @@ class SymmetricDispatch {
   ncclWindow_t handle_ = nullptr;
   DeviceBuffer<char*> peers_;          // [R] every rank's window, as this GPU addresses it
   DeviceBuffer<unsigned int> ticket_;  // the push's last-block detection
+  DeviceBuffer<int> overflow_;         // 1 when this forward's counts do not fit some rank's window
   PinnedBuffer<std::uint64_t> host_words_;  // the mailbox slot of the forward, as copied
   std::vector<int> host_counts_;             // its counts
   PinnedBuffer<int> timeout_;          // 0, or 1 + the rank a wait gave up on (+ 1000: the payload wait)

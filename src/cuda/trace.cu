@@ -25,7 +25,7 @@ std::int64_t realtime_ns() {
 
 const char* const ForwardTrace::kGpuNames[kGpuPoints] = {
     "start", "routed", "layout", "post_entry", "post_written", "counts", "pushed", "payload", "experts", "combined"};
-const char* const ForwardTrace::kHostNames[kHostPoints] = {"host_start", "host_agreed", "host_counts"};
+const char* const ForwardTrace::kHostNames[kHostPoints] = {"host_start", "host_dispatch", "host_counts"};
 
 ForwardTrace::ForwardTrace() {
   const char* v = std::getenv("EPMOE_CUDA_TRACE");

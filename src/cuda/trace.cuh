@@ -20,7 +20,7 @@ class ForwardTrace {
     kStart, kRouted, kLayout, kPostEntry, kPostWritten, kCounts, kPushed, kPayload, kExperts, kCombined, kGpuPoints
   };
   // Host points.
-  enum Host { kHostStart, kHostAgreed, kHostCounts, kHostPoints };
+  enum Host { kHostStart, kHostDispatch, kHostCounts, kHostPoints };
   static const char* const kGpuNames[kGpuPoints];
   static const char* const kHostNames[kHostPoints];
 

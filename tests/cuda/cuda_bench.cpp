@@ -33,6 +33,7 @@ struct Args {
   bool staged = false;
   std::string json;
   std::uint64_t seed = 1234;
+  int experts = 0;  // > 0: the preset's expert count replaced (--experts)
   std::string command;
 };
 
@@ -55,8 +56,10 @@ Args parse(int argc, char** argv) {
     else if (f == "--staged") a.staged = true;
     else if (f == "--json") a.json = value();
     else if (f == "--seed") a.seed = std::stoull(value());
+    else if (f == "--experts") a.experts = std::stoi(value());
     else EPMOE_THROW(epmoe::ErrorKind::Usage, "unknown flag ", f,
-                     "; flags: --preset --tokens --mode --pad --iters --warmup --verify --staged --json --seed");
+                     "; flags: --preset --tokens --mode --pad --iters --warmup --verify --staged --json --seed "
+                     "--experts");
   }
   return a;
 }
@@ -105,7 +108,14 @@ std::string trace_table(const epmoe::CudaTrace& trace, int iters, const epmoe::M
 
 int run(const Args& args, const epmoe::MpiComm& comm) {
   using namespace epmoe;
-  const ModelConfig model = make_preset(args.preset);
+  ModelConfig model = make_preset(args.preset);
+  if (args.experts > 0) {
+    // One rank's expert work of a larger machine on one GPU: deepseek-v3 at 4 ranks and 4096 tokens per rank gives
+    // each rank 64 of the 256 experts and 4 x 4096 x 8 / 256 = 512 pairs per expert; one rank with --experts 64
+    // and 4096 tokens gets the same (its scatter reads fewer rows: one per token instead of one per token and rank).
+    model.num_experts = args.experts;
+    model.validate("--preset " + args.preset + " --experts " + std::to_string(args.experts));
+  }
   ParallelConfig parallel;
   parallel.mode = args.mode;
   parallel.pad_multiple = args.pad;
@@ -139,17 +149,18 @@ int run(const Args& args, const epmoe::MpiComm& comm) {
   // dispatch_a2a and combine_a2a: the payload all-to-all alone, inside dispatch and combine (PhaseTimes).
   // expert_gemms: the grouped GEMMs with the activation between them, inside experts.
   // experts_no_sum: experts without its weighted sum (the scatter of the rows and the GEMMs: the expert phase as the
-  // issue's PyTorch breakdown counts it, its weighted sum apart); weighted_sum: that sum alone.
+  // issue's PyTorch breakdown counts it, its weighted sum apart); weighted_sum: that sum alone; expert_scatter: the
+  // copy of the pairs' rows into the GEMMs' layout alone.
   // combine_crit, combine_a2a_crit: the combine on the rank whose expert phase was the slowest in that forward (it
   // waits for no other rank's experts: the combine without the routing imbalance).
   enum {
-    kRoute, kDispatch, kDispatchX, kDispatchCounts, kExperts, kExpertsNoSum, kExpertGemms, kWeightedSum, kCombine,
-    kCombineX, kCombineCrit, kCombineXCrit, kShared, kLatent, kTotal, kPhases
+    kRoute, kDispatch, kDispatchX, kDispatchCounts, kExperts, kExpertsNoSum, kExpertGemms, kWeightedSum,
+    kExpertScatter, kCombine, kCombineX, kCombineCrit, kCombineXCrit, kShared, kLatent, kTotal, kPhases
   };
-  const char* names[kPhases] = {"route",          "dispatch",         "dispatch_a2a", "dispatch_counts",
-                                "experts",        "experts_no_sum",   "expert_gemms", "weighted_sum",
-                                "combine",        "combine_a2a",      "combine_crit", "combine_a2a_crit",
-                                "shared",         "latent",           "total"};
+  const char* names[kPhases] = {"route",          "dispatch",       "dispatch_a2a",   "dispatch_counts",
+                                "experts",        "experts_no_sum", "expert_gemms",   "weighted_sum",
+                                "expert_scatter", "combine",        "combine_a2a",    "combine_crit",
+                                "combine_a2a_crit", "shared",       "latent",         "total"};
   std::vector<std::vector<double>> samples(kPhases), own(kPhases);  // slowest rank's, this rank's
   for (int i = 0; i < std::max(args.iters, 1); ++i) {
     layer->times().reset();
@@ -166,7 +177,7 @@ int run(const Args& args, const epmoe::MpiComm& comm) {
     MPI_Bcast(crit, 2, MPI_DOUBLE, slowest.r, comm.handle());
     const double v[kPhases] = {t.route,          t.dispatch,   t.dispatch_exchange, t.dispatch_counts,
                                t.experts,        t.experts - t.weighted_sum, t.expert_gemms, t.weighted_sum,
-                               t.combine,        t.combine_exchange, crit[0], crit[1],
+                               t.expert_scatter, t.combine,        t.combine_exchange, crit[0], crit[1],
                                t.shared,         t.latent,     t.total};
     for (int p = 0; p < kPhases; ++p) {
       samples[p].push_back(p == kCombineCrit || p == kCombineXCrit ? v[p] : comm.max(v[p]));

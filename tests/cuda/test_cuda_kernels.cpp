@@ -2,6 +2,7 @@
 // that an unwritten element fails. Tolerances: exact where the kernel only moves data; bf16 output rounding
 // (rel L2 <= 3e-3) where it computes; routing weights to 1e-5 relative (float32 with another summation order).
 #include <algorithm>
+#include <array>
 #include <cmath>
 #include <cstdio>
 #include <cstring>
@@ -82,9 +83,19 @@ TEST_CASE("router_topk equals select_topk for every router variant", "[cuda][ker
   v2.norm_topk_prob = false;
   v2.has_router_bias = true;
   configs.push_back(v2);
-  for (const ModelConfig& c : configs) {
+  for (const ModelConfig& c : configs)
+  for (const int parts : {1, 3}) {  // the logits, or three partial logits that router_topk sums
     const int T = 333, E = c.num_experts, K = c.top_k;
-    const std::vector<float> logits = uniform(rng, static_cast<std::size_t>(T) * E, -3, 3);
+    const std::vector<float> given = uniform(rng, static_cast<std::size_t>(T) * E * parts, -3, 3);
+    std::vector<float> logits = given;
+    if (parts == 3) {
+      logits.resize(static_cast<std::size_t>(T) * E);
+      for (std::size_t t = 0; t < static_cast<std::size_t>(T); ++t)
+        for (int e = 0; e < E; ++e) {
+          const float* z = given.data() + t * 3 * E;
+          logits[t * E + e] = (z[2 * E + e] + z[E + e]) + z[e];  // in fp32, in router_topk's order
+        }
+    }
     const std::vector<float> rb = c.has_router_bias ? uniform(rng, E, -0.5f, 0.5f) : std::vector<float>{};
     const std::vector<float> cb = c.has_correction_bias ? uniform(rng, E, -0.1f, 0.1f) : std::vector<float>{};
     Matrix<float> biased(T, E);
@@ -92,7 +103,7 @@ TEST_CASE("router_topk equals select_topk for every router variant", "[cuda][ker
       for (int e = 0; e < E; ++e) biased.at(t, e) = logits[static_cast<std::size_t>(t) * E + e] + (rb.empty() ? 0 : rb[e]);
     const Routing ref = select_topk(c, biased, cb.empty() ? nullptr : cb.data());
 
-    auto d_logits = to_device(logits);
+    auto d_logits = to_device(given);
     auto d_rb = to_device(rb);
     auto d_cb = to_device(cb);
     DeviceBuffer<int> d_ids(static_cast<std::size_t>(T) * K);
@@ -101,7 +112,7 @@ TEST_CASE("router_topk equals select_topk for every router variant", "[cuda][ker
     poison(d_w);
     cuda::RouterParams p{T, E, K, c.scoring_func == ScoringFunc::Sigmoid,
                          c.topk_method == TopkMethod::Grouped && c.n_group > 1, c.n_group, c.topk_group,
-                         c.norm_topk_prob};
+                         c.norm_topk_prob, parts};
     cuda::router_topk(d_logits.data(), rb.empty() ? nullptr : d_rb.data(), cb.empty() ? nullptr : d_cb.data(), p,
                       d_ids.data(), d_w.data(), nullptr);
     const std::vector<int> ids = to_host(d_ids, static_cast<std::size_t>(T) * K);
@@ -120,33 +131,61 @@ TEST_CASE("router_topk equals select_topk for every router variant", "[cuda][ker
         worst_weight = std::max(worst_weight, std::abs(g - r) / std::max(1e-6, std::abs(r)));
       }
     }
-    INFO(c.summary() << ": " << differ << " of " << T << " tokens route differently; worst weight error "
-                     << worst_weight);
+    INFO(c.summary() << ", " << parts << " logit parts: " << differ << " of " << T
+                     << " tokens route differently; worst weight error " << worst_weight);
     // Random float logits have no exact ties; only a last-bit difference of exp() could flip one, rarely.
     CHECK(differ <= T / 100);
     CHECK(worst_weight <= 1e-5);
   }
 }
 
+TEST_CASE("convert_f32_to_bf16 rounds and tells whether every input was a bf16", "[cuda][kernels][router]") {
+  // The router takes its bf16x3 GEMMs only on input that is bf16 already: one value with low bits must say so.
+  const MpiComm comm;
+  std::mt19937_64 rng(fresh_seed(comm, "convert_f32_to_bf16"));
+  const std::size_t n = 100003;
+  std::vector<float> x = uniform(rng, n, -3.0f, 3.0f);
+  for (float& v : x) v = __bfloat162float(__float2bfloat16(v));
+  cuda::PinnedBuffer<int> flag;
+  flag.reserve(1);
+  for (const bool perturb : {false, true}) {
+    std::vector<float> in = x;
+    const std::size_t at = std::uniform_int_distribution<std::size_t>(0, n - 1)(rng);
+    if (perturb) in[at] = std::nextafter(in[at], 10.0f);  // one ulp of fp32: no longer a bf16
+    DeviceBuffer<float> d_in = to_device(in);
+    DeviceBuffer<bf16> d_out(n);
+    poison(d_out);
+    flag.data()[0] = 0;
+    cuda::convert_f32_to_bf16(d_in.data(), d_out.data(), n, nullptr, flag.data());
+    const std::vector<float> out = to_float(to_host(d_out, n));
+    INFO("perturbed " << perturb << " at " << at);
+    CHECK(*reinterpret_cast<volatile int*>(flag.data()) == (perturb ? 1 : 0));
+    std::size_t wrong = 0;
+    for (std::size_t i = 0; i < n; ++i) wrong += out[i] != __bfloat162float(__float2bfloat16(in[i]));
+    CHECK(wrong == 0);
+  }
+}
+
 TEST_CASE("the router's logits from three bf16 parts are as exact as the fp32 GEMM's", "[cuda][kernels][router]") {
-  // x bf16 (as the layer's activations are), w fp32: router_logits_bf16x3 and linear_f32 against float64, each
+  // x bf16 (as the layer's activations are), w fp32: the sum of router_logit_parts_bf16x3's three partial logits
+  // (in router_topk's order) and linear_f32 against float64, each
   // logit's error over sum_i |x_i w_i|, within an fp32 dot product's worst case k * 2^-24 (6e-5 here; typically
   // sqrt(k) * 2^-24). One bf16 part alone (w rounded to bf16) errs by up to 2^-9: the test's check that it can fail.
   const MpiComm comm;
-  std::mt19937_64 rng(fresh_seed(comm, "router_logits_bf16x3"));
+  std::mt19937_64 rng(fresh_seed(comm, "router_logit_parts_bf16x3"));
   const int m = 96, n = 160, k = 1000;
   std::vector<float> x = uniform(rng, static_cast<std::size_t>(m) * k, -2.0f, 2.0f);
   for (float& v : x) v = __bfloat162float(__float2bfloat16(v));
   const std::vector<float> w = uniform(rng, static_cast<std::size_t>(n) * k, -0.05f, 0.05f);
   DeviceBuffer<float> d_x32 = to_device(x), d_w = to_device(w);
   DeviceBuffer<bf16> d_x = to_device(to_bf16(x)), d_parts(3 * w.size());
-  DeviceBuffer<float> d_split(static_cast<std::size_t>(m) * n), d_fp32(static_cast<std::size_t>(m) * n);
+  DeviceBuffer<float> d_split(static_cast<std::size_t>(m) * 3 * n), d_fp32(static_cast<std::size_t>(m) * n);
   poison(d_split);
   poison(d_fp32);
   poison(d_parts);
   cuda::CublasHandle cublas;
   cuda::split_f32_to_bf16x3(d_w.data(), d_parts.data(), w.size(), nullptr);
-  cuda::router_logits_bf16x3(cublas.get(), m, n, k, d_x.data(), k, d_parts.data(), d_split.data(), n);
+  cuda::router_logit_parts_bf16x3(cublas.get(), m, n, k, d_x.data(), k, d_parts.data(), d_split.data(), 3 * n);
   cuda::linear_f32(cublas.get(), m, n, k, d_x32.data(), k, d_w.data(), k, d_fp32.data(), n);
   const std::vector<float> split = to_host(d_split, d_split.size()), fp32 = to_host(d_fp32, d_fp32.size());
   const std::vector<float> parts = to_float(to_host(d_parts, d_parts.size()));
@@ -165,7 +204,9 @@ TEST_CASE("the router's logits from three bf16 parts are as exact as the fp32 GE
         hi += xi * parts[static_cast<std::size_t>(c) * k + i];
       }
       const std::size_t o = static_cast<std::size_t>(r) * n + c;
-      err_split = std::max(err_split, std::abs(split[o] - exact) / scale);
+      const float* z = split.data() + static_cast<std::size_t>(r) * 3 * n;
+      const float logit = (z[2 * n + c] + z[n + c]) + z[c];
+      err_split = std::max(err_split, std::abs(logit - exact) / scale);
       err_fp32 = std::max(err_fp32, std::abs(fp32[o] - exact) / scale);
       err_hi = std::max(err_hi, std::abs(static_cast<float>(hi) - exact) / scale);
     }
@@ -183,14 +224,23 @@ TEST_CASE("bias_activation equals the CPU activation", "[cuda][kernels][activati
   const MpiComm comm;
   std::mt19937_64 rng(fresh_seed(comm, "bias_activation"));
   for (Activation kind : {Activation::Silu, Activation::Gelu, Activation::SwigluOai, Activation::Relu2}) {
-    for (int inter : {96, 90, 2880}) {  // the 16-byte path, the scalar path, more columns than a block's threads
-      // Each row's expert at random, about one row in six padding (-1: left alone).
+    // inter: the 16-byte path, the scalar path, more columns than a block's threads; each with and without a bias
+    // (with: four rows per thread on the 16-byte path).
+    for (int variant = 0; variant < 6; ++variant) {
+      const int inter = std::array<int, 3>{96, 90, 2880}[variant / 2];
+      const bool has_bias = variant % 2 == 0;
+      // Each row's expert at random (runs of one expert, as in the layout, and changes within a thread's rows),
+      // about one row in six padding (-1: left alone).
       const bool gated = kind != Activation::Relu2;
       const int rows = 157, h_cols = gated ? 2 * inter : inter, n = 5;
       const std::vector<float> h = to_float(to_bf16(uniform(rng, static_cast<std::size_t>(rows) * h_cols, -9, 9)));
-      const std::vector<float> bias = uniform(rng, static_cast<std::size_t>(n) * h_cols, -1, 1);
+      std::vector<float> bias = uniform(rng, static_cast<std::size_t>(n) * h_cols, -1, 1);
+      if (!has_bias) std::fill(bias.begin(), bias.end(), 0.0f);
       std::vector<int> expert(rows);
-      for (int i = 0; i < rows; ++i) expert[i] = rng() % 6 == 0 ? -1 : static_cast<int>(rng() % n);
+      for (int i = 0; i < rows; ++i) {
+        const bool same = i > 0 && expert[i - 1] >= 0 && rng() % 2;
+        expert[i] = rng() % 6 == 0 ? -1 : same ? expert[i - 1] : static_cast<int>(rng() % n);
+      }
       const cpu::ActivationParams cp{kind, 1.702f, 7.0f};
       std::vector<float> ref(static_cast<std::size_t>(rows) * inter);
       for (int i = 0; i < rows; ++i)
@@ -207,7 +257,7 @@ TEST_CASE("bias_activation equals the CPU activation", "[cuda][kernels][activati
       DeviceBuffer<bf16> d_a(ref.size());
       poison(d_a);
       const std::vector<bf16> before = to_host(d_a, ref.size());
-      cuda::bias_activation(d_h.data(), rows, h_cols, inter, d_b.data(), d_expert.data(),
+      cuda::bias_activation(d_h.data(), rows, h_cols, inter, has_bias ? d_b.data() : nullptr, d_expert.data(),
                             cuda::ActivationParams{kind, 1.702f, 7.0f}, d_a.data(), nullptr);
       const std::vector<bf16> after = to_host(d_a, ref.size());
       std::vector<float> got = to_float(after);
@@ -219,7 +269,7 @@ TEST_CASE("bias_activation equals the CPU activation", "[cuda][kernels][activati
           got[q] = 0.0f;  // compared apart
         }
       const double err = rel_l2(got, ref);
-      INFO(to_string(kind) << " inter " << inter << ": rel_l2 " << err);
+      INFO(to_string(kind) << " inter " << inter << (has_bias ? " bias" : "") << ": rel_l2 " << err);
       CHECK(err <= 3e-3);
       CHECK(padding_untouched);
     }
@@ -329,10 +379,10 @@ TEST_CASE("pair scatter with padding and weighted sum equal the CPU loops", "[cu
   }
 }
 
-TEST_CASE("dispatch layout, pack and home-rank combine equal the CPU bookkeeping", "[cuda][kernels][dispatch]") {
-  const MpiComm comm;
-  std::mt19937_64 rng(fresh_seed(comm, "dispatch kernels"));
-  const int T = 173, K = 4, E = 24, R = 3, width = 96, max_local = E / R;
+// T tokens with K of E experts each, round-robin over R ranks.
+static void check_dispatch_kernels(std::mt19937_64& rng, int T, int K, int E, int R) {
+  const int width = 96, max_local = E / R;
+  INFO("T " << T << " K " << K << " E " << E << " R " << R);
   std::vector<int> owner(E), local(E);
   for (int e = 0; e < E; ++e) {
     owner[e] = e % R;  // round-robin
@@ -355,11 +405,11 @@ TEST_CASE("dispatch layout, pack and home-rank combine equal the CPU bookkeeping
   DeviceBuffer<int> flags(static_cast<std::size_t>(R) * T), positions(static_cast<std::size_t>(R) * T),
       counts(static_cast<std::size_t>(R) * (1 + max_local));
   DeviceBuffer<unsigned char> temp;
-  EPMOE_CUDA_CHECK(cudaMemset(counts.data(), 0, counts.bytes()));
-  cuda::dispatch_flags(d_ids.data(), T, K, d_owner.data(), d_local.data(), R, max_local, flags.data(), counts.data(),
-                       nullptr);
-  cuda::exclusive_scan(flags.data(), positions.data(), R * T, temp, nullptr);
-  cuda::rank_row_counts(flags.data(), positions.data(), T, R, max_local, counts.data(), nullptr);
+  poison(flags);
+  poison(positions);
+  poison(counts);  // dispatch_layout writes every entry
+  cuda::dispatch_layout(d_ids.data(), T, K, d_owner.data(), d_local.data(), R, max_local, flags.data(),
+                        positions.data(), counts.data(), temp, nullptr);
   // CPU bookkeeping: rows destination-major, token order within a destination.
   std::vector<int> want_counts(static_cast<std::size_t>(R) * (1 + max_local), 0);
   std::vector<std::pair<int, int>> rows;  // (rank, token)
@@ -380,6 +430,12 @@ TEST_CASE("dispatch layout, pack and home-rank combine equal the CPU bookkeeping
     }
   CHECK(to_host(counts, want_counts.size()) == want_counts);
   const int sent = static_cast<int>(rows.size());
+  // flags, and positions: the exclusive scan of the flags, destination-major.
+  std::vector<int> want_flags(static_cast<std::size_t>(R) * T, 0), want_positions(want_flags.size());
+  for (const auto& [r, t] : rows) want_flags[static_cast<std::size_t>(r) * T + t] = 1;
+  std::exclusive_scan(want_flags.begin(), want_flags.end(), want_positions.begin(), 0);
+  CHECK(to_host(flags, want_flags.size()) == want_flags);
+  CHECK(to_host(positions, want_positions.size()) == want_positions);
   DeviceBuffer<bf16> send_rows(static_cast<std::size_t>(sent) * width);
   DeviceBuffer<int> send_meta(static_cast<std::size_t>(sent) * 2 * K);
   poison(send_rows);
@@ -423,6 +479,15 @@ TEST_CASE("dispatch layout, pack and home-rank combine equal the CPU bookkeeping
   const double err = rel_l2(to_float(to_host(routed, want.size())), want);
   INFO("combine_sum rel_l2 " << err);
   CHECK(err <= 3e-3);
+}
+
+TEST_CASE("dispatch layout, pack and home-rank combine equal the CPU bookkeeping", "[cuda][kernels][dispatch]") {
+  const MpiComm comm;
+  std::mt19937_64 rng(fresh_seed(comm, "dispatch kernels"));
+  // Few and many tokens, ranks and experts per rank.
+  check_dispatch_kernels(rng, 173, 4, 24, 3);
+  check_dispatch_kernels(rng, 5000, 8, 64, 8);
+  check_dispatch_kernels(rng, 300, 2, 80, 40);
 }
 
 TEST_CASE("the device counter generator equals the host one bit for bit", "[cuda][kernels][synthetic]") {

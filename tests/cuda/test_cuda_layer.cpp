@@ -295,6 +295,11 @@ TEST_CASE("The symmetric dispatch equals the NCCL dispatch over forwards of chan
       INFO(name << " forward " << f << " ranks " << comm.size());
       CHECK(differ == 0.0);  // the same rows in the same order: the same arithmetic
       CHECK(vs_reference >= 0);
+      // The windows grow when a forward's counts need it (every rank sees it in the same counts; no rank asks the
+      // others first): by forward 3 (150 tokens per rank, beyond max_tokens) they hold more than they started with.
+      const int window = cuda_layer_stats(*by_window).symmetric_window_tokens;
+      if (f < 3) CHECK(window >= options.max_tokens);
+      else CHECK(window > options.max_tokens);
     }
   }
 }
