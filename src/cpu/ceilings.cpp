@@ -5,17 +5,11 @@
 #include <algorithm>
 #include <vector>
 
+#include "../core/stats.hpp"
 #include "epmoe/weights.hpp"
 #include "gemm.hpp"
 
 namespace epmoe {
-namespace {
-double median(std::vector<double> v) {
-  std::sort(v.begin(), v.end());
-  return v.empty() ? 0.0 : v[v.size() / 2];
-}
-}  // namespace
-
 CpuCeilings measure_cpu_ceilings(const ModelConfig& m, const ParallelConfig& p, int tokens_per_rank,
                                  const MpiComm& comm, std::size_t alltoall_bytes_per_rank, int repeats) {
   CpuCeilings c;

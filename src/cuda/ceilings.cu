@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <vector>
 
+#include "../core/stats.hpp"
 #include "epmoe/cuda_layer.hpp"
 #include "gemm.cuh"
 #include "kernels.cuh"
@@ -11,11 +12,6 @@
 
 namespace epmoe {
 namespace {
-
-double median(std::vector<double> t) {
-  std::nth_element(t.begin(), t.begin() + t.size() / 2, t.end());
-  return t[t.size() / 2];
-}
 
 template <class Work>
 double median_seconds(cudaStream_t stream, int repeats, Work work) {

@@ -14,6 +14,7 @@
 #include <string>
 #include <vector>
 
+#include "core/stats.hpp"
 #include "epmoe/cuda_layer.hpp"
 #include "epmoe/placement.hpp"
 #include "epmoe/presets.hpp"
@@ -21,6 +22,8 @@
 #include "gpu_test_support.hpp"
 
 namespace {
+
+using epmoe::median;
 
 struct Args {
   std::string preset = "deepseek-mini";
@@ -62,12 +65,6 @@ Args parse(int argc, char** argv) {
                      "--experts");
   }
   return a;
-}
-
-double median(std::vector<double> v) {
-  if (v.empty()) return 0;
-  std::nth_element(v.begin(), v.begin() + v.size() / 2, v.end());
-  return v[v.size() / 2];
 }
 
 // EPMOE_CUDA_TRACE=1: per point of the forward and per rank, the median over the last `iters` forwards of the time

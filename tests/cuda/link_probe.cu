@@ -24,11 +24,13 @@
 #include <thread>
 #include <vector>
 
+#include "../../src/core/stats.hpp"
 #include "device_clock.cuh"
 #include "sys_memory.cuh"
 
 namespace {
 
+using epmoe::median;
 using epmoe::cuda::global_ns;
 using epmoe::cuda::load_relaxed_sys;
 using epmoe::cuda::store_relaxed_sys;
@@ -86,11 +88,6 @@ __global__ void spin_kernel(std::uint64_t ns) {
   const std::uint64_t start = global_ns();
   while (global_ns() - start < ns) {
   }
-}
-
-double median(std::vector<double> v) {
-  std::sort(v.begin(), v.end());
-  return v.empty() ? 0 : v[v.size() / 2];
 }
 
 int arg_int(int argc, char** argv, const char* name, int fallback) {
