@@ -15,12 +15,12 @@ namespace epmoe::cuda {
 namespace {
 // Row-major out[M, N] = x[M, K] w[N, K]^T is column-major out^T[N, M] = w^T ... which cuBLAS computes as
 // C(n x m) = op(A = w, transposed) (n x k) . op(B = x) (k x m).
-// Operands of type `in`, output of type `out_type`, out = x . w^T + beta * out.
+// Operands of type `in`, output of type `out_type`.
 template <class In, class Out>
 void linear(cublasHandle_t handle, int m, int n, int k, const In* x, int ldx, const In* w, int ldw, Out* out, int ldo,
-            cudaDataType_t in, cudaDataType_t out_type, cublasComputeType_t compute, float beta = 0.0f) {
+            cudaDataType_t in, cudaDataType_t out_type, cublasComputeType_t compute) {
   if (m == 0 || n == 0) return;
-  const float alpha = 1.0f;
+  const float alpha = 1.0f, beta = 0.0f;
   EPMOE_CUBLAS_CHECK(cublasGemmEx(handle, CUBLAS_OP_T, CUBLAS_OP_N, n, m, k, &alpha, w, in, ldw, x, in, ldx, &beta, out,
                                   out_type, ldo, compute, CUBLAS_GEMM_DEFAULT));
 }
@@ -35,7 +35,7 @@ void router_logit_parts_bf16x3(cublasHandle_t handle, int m, int n, int k, const
                                const bf16* w_parts, float* out, int ldo) {
   EPMOE_ASSERT(ldo >= 3 * n, "router_logit_parts_bf16x3: row stride ", ldo, " < 3 x ", n);
   // The parts [3, n, k] are one [3n, k] weight.
-  linear(handle, m, 3 * n, k, x, ldx, w_parts, k, out, ldo, CUDA_R_16BF, CUDA_R_32F, CUBLAS_COMPUTE_32F, 0.0f);
+  linear(handle, m, 3 * n, k, x, ldx, w_parts, k, out, ldo, CUDA_R_16BF, CUDA_R_32F, CUBLAS_COMPUTE_32F);
 }
 
 RouterGemm router_gemm_from_env() {
