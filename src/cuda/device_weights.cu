@@ -22,7 +22,7 @@ DeviceBuffer<bf16> upload_bf16(const float* data, std::size_t n, const char* nam
   return upload(h, name);
 }
 
-// The router's weight as three bf16 parts for router_logits_bf16x3 (gemm.cuh).
+// The router's weight as three bf16 parts for router_logit_parts_bf16x3 (gemm.cuh).
 void split_router(DeviceWeights& w, cudaStream_t stream) {
   w.router_split = DeviceBuffer<bf16>(3 * w.router_weight.size(), "router_split");
   split_f32_to_bf16x3(w.router_weight.data(), w.router_split.data(), w.router_weight.size(), stream);
