@@ -1,8 +1,10 @@
 // Configuration, presets and expert placement.
+#include <cstdlib>
 #include <set>
 #include <string>
 
 #include "catch.hpp"
+#include "cuda/env.cuh"
 #include "epmoe/config.hpp"
 #include "epmoe/error.hpp"
 #include "epmoe/placement.hpp"
@@ -141,4 +143,27 @@ TEST_CASE("placement: every expert has exactly one owner, local indices ascend",
   const ExpertPlacement rr(10, 4, Placement::RoundRobin);
   REQUIRE(rr.experts_of(1) == std::vector<int>{1, 5, 9});
   REQUIRE(contains(error_of([] { ExpertPlacement(4, 5, Placement::Linear); }), "more ranks (5) than experts (4)"));
+}
+
+TEST_CASE("the CUDA backend's environment settings are parsed strictly", "[config]") {
+  // env.cuh is plain C++: its parsers are tested here, where CI runs them (its GPU tests skip without a GPU).
+  const char* name = "EPMOE_TEST_SETTING";
+  unsetenv(name);
+  CHECK(cuda::env_number(name, 4, 1, 32, true, "1..32") == 4);
+  CHECK(cuda::env_choice(name, {"a", "b"}) == 0);
+  setenv(name, "7", 1);
+  CHECK(cuda::env_number(name, 4, 1, 32, true, "1..32") == 7);
+  setenv(name, "0.75", 1);
+  CHECK(cuda::env_number(name, 0.9, 0.5, 1.0, false, "a number in [0.5, 1]") == 0.75);
+  for (const char* bad : {"", "x", "7x", "33", "0", "1.5"}) {
+    setenv(name, bad, 1);
+    INFO("'" << bad << "'");
+    CHECK(contains(error_of([&] { cuda::env_number(name, 4, 1, 32, true, "1..32"); }),
+                   "EPMOE_TEST_SETTING must be 1..32, found '" + std::string(bad) + "'"));
+  }
+  setenv(name, "b", 1);
+  CHECK(cuda::env_choice(name, {"a", "b"}) == 1);
+  setenv(name, "c", 1);
+  CHECK(contains(error_of([&] { cuda::env_choice(name, {"a", "b"}); }), "must be one of a | b, found 'c'"));
+  unsetenv(name);
 }

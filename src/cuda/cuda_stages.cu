@@ -2,9 +2,8 @@
 
 #include <algorithm>
 #include <cstdio>
-#include <cstdlib>
-#include <cstring>
 #include <numeric>
+#include <string>
 
 #include "env.cuh"
 #include "epmoe/error.hpp"
@@ -93,14 +92,12 @@ CudaStages::CudaStages(const ModelConfig& model, const UnpadPlan& plan, Placemen
   EPMOE_CUBLAS_CHECK(cublasSetStream(side_cublas_.get(), side_stream_.get()));
   // EPMOE_CUDA_SHARED_SMS = 0 (default: all) | N: the shared expert's GEMMs aim at N SMs, so that the dispatch's
   // push kernel beside them (EPMOE_CUDA_SHARED_START=push) keeps the others.
-  if (const char* v = std::getenv("EPMOE_CUDA_SHARED_SMS")) {
-    int sms = 0, device = 0, count = 0;
+  {
+    int device = 0, count = 0;
     EPMOE_CUDA_CHECK(cudaGetDevice(&device));
     EPMOE_CUDA_CHECK(cudaDeviceGetAttribute(&count, cudaDevAttrMultiProcessorCount, device));
-    char* end = nullptr;
-    sms = static_cast<int>(std::strtol(v, &end, 10));
-    EPMOE_REQUIRE(end != v && *end == '\0' && sms >= 0 && sms <= count, ErrorKind::Usage,
-                  "EPMOE_CUDA_SHARED_SMS must be 0 (all) or a number of SMs up to ", count, ", found '", v, "'");
+    const std::string what = "0 (all) or a number of SMs up to " + std::to_string(count);
+    const int sms = static_cast<int>(env_number("EPMOE_CUDA_SHARED_SMS", 0, 0, count, true, what.c_str()));
     if (sms > 0) EPMOE_CUBLAS_CHECK(cublasSetSmCountTarget(side_cublas_.get(), sms));
   }
   std::vector<int> owner(model.num_experts), local(model.num_experts);

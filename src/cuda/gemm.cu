@@ -1,6 +1,5 @@
 #include <algorithm>
 #include <cstdio>
-#include <cstdlib>
 #include <numeric>
 
 #include "check.cuh"
@@ -48,12 +47,7 @@ void linear_f32(cublasHandle_t handle, int m, int n, int k, const float* x, int 
 }
 
 int gemm_streams_from_env() {
-  static const int streams = [] {
-    const char* v = std::getenv("EPMOE_CUDA_GEMM_STREAMS");
-    const int n = v ? std::atoi(v) : 4;
-    EPMOE_REQUIRE(n >= 1 && n <= 32, ErrorKind::Usage, "EPMOE_CUDA_GEMM_STREAMS must be 1..32, found '", v, "'");
-    return n;
-  }();
+  static const int streams = static_cast<int>(env_number("EPMOE_CUDA_GEMM_STREAMS", 4, 1, 32, true, "1..32"));
   return streams;
 }
 
@@ -69,13 +63,7 @@ ExpertGemmMode expert_gemm_mode_from_env() {
 }
 
 double expert_group_fill_from_env() {
-  const char* v = std::getenv("EPMOE_CUDA_GROUP_FILL");
-  if (!v) return 0.9;
-  char* end = nullptr;
-  const double fill = std::strtod(v, &end);
-  EPMOE_REQUIRE(end != v && *end == '\0' && fill >= 0.5 && fill <= 1.0, ErrorKind::Usage,
-                "EPMOE_CUDA_GROUP_FILL must be a number in [0.5, 1], found '", v, "'");
-  return fill;
+  return env_number("EPMOE_CUDA_GROUP_FILL", 0.9, 0.5, 1.0, false, "a number in [0.5, 1]");
 }
 
 ExpertGemm::ExpertGemm(cublasHandle_t main_handle, cudaStream_t stream, int max_experts)
