@@ -354,9 +354,9 @@ CudaStages::Batch CudaStages::dispatch(const Rows& xr, const Routing& routing) {
     const int* all = symmetric_->host_counts();  // [source, destination, stride]: the layer's one host sync
     trace_.host(ForwardTrace::kHostCounts);
     const int me = comm_.rank();
-    std::copy(all + me * entries, all + (me + 1) * entries, sent);
-    for (int r = 0; r < R; ++r)
-      std::copy_n(all + (static_cast<std::size_t>(r) * R + me) * stride, stride, got + r * stride);
+    const SymmetricLayout& L = symmetric_->layout();
+    std::copy_n(all + L.counts_at(me, 0), entries, sent);
+    for (int r = 0; r < R; ++r) std::copy_n(all + L.counts_at(r, me), stride, got + r * stride);
   } else {
     exchange_counts_host(xr, routing, sent, got, counts_slot);
     trace_.host(ForwardTrace::kHostCounts);

@@ -88,7 +88,8 @@ __global__ void f32_to_bf16_kernel(const float* __restrict__ in, bf16* __restric
     low |= __float_as_uint(v) & 0xFFFFu;
     out[i] = __float2bfloat16(v);
   }
-  if (not_bf16 && low) *not_bf16 = 1;
+  // One lane per warp writes the (page-locked) flag, not every thread that saw a low bit.
+  if (not_bf16 && __any_sync(0xffffffffu, low != 0) && threadIdx.x % 32 == 0) *not_bf16 = 1;
 }
 // hi = bf16(v), mid = bf16(v - hi), lo = bf16(v - hi - mid): each subtraction is exact in fp32, and
 // hi + mid + lo = v to within 2^-27 |v|.

@@ -94,14 +94,9 @@ __global__ void post_wait_counts_kernel(const int* __restrict__ sent, char* cons
   __shared__ int over;
   if (threadIdx.x == 0) over = 0;
   __syncthreads();
-  for (int d = threadIdx.x; d < L.ranks; d += blockDim.x) {
-    std::size_t rows = 0;  // that rank d receives: word 0 of each (source, d) block
-    for (int s = 0; s < L.ranks; ++s) {
-      const std::size_t word = (static_cast<std::size_t>(s) * L.ranks + d) * L.stride;
-      rows += static_cast<std::uint32_t>(load_relaxed_sys(slot + word));
-    }
-    if (rows > L.row_capacity) atomicOr(&over, 1);
-  }
+  const auto row_count = [slot](std::size_t word) { return static_cast<std::uint32_t>(load_relaxed_sys(slot + word)); };
+  for (int d = threadIdx.x; d < L.ranks; d += blockDim.x)
+    if (L.rows_from(L.ranks, d, row_count) > L.row_capacity) atomicOr(&over, 1);
   __syncthreads();
   if (threadIdx.x == 0) *overflow = over;
 }
@@ -144,12 +139,10 @@ __global__ void push_kernel(const bf16* __restrict__ xr, const int* __restrict__
   const int R = L.ranks, K = L.top_k, width = L.width;
   {
     const std::uint64_t* mail = mailbox_slot(peers[me], L, epoch);  // current: step 2 is complete
-    for (int d = threadIdx.x; d < R; d += blockDim.x) {
-      std::size_t b = 0;
-      for (int s = 0; s < me; ++s)
-        b += static_cast<std::uint32_t>(load_relaxed_sys(mail + (static_cast<std::size_t>(s) * R + d) * L.stride));
-      base[d] = b;
-    }
+    const auto row_count = [mail](std::size_t word) {
+      return static_cast<std::uint32_t>(load_relaxed_sys(mail + word));
+    };
+    for (int d = threadIdx.x; d < R; d += blockDim.x) base[d] = L.rows_from(me, d, row_count);
   }
   __syncthreads();
   const int lane = threadIdx.x & 31;
@@ -324,14 +317,10 @@ const int* SymmetricDispatch::host_counts() {
     for (std::size_t i = 0; i < host_counts_.size(); ++i)
       host_counts_[i] = static_cast<int>(static_cast<std::uint32_t>(host_words_.data()[i]));
     // The kernels' overflow test, on the same counts (every rank reaches the same answer).
-    const int R = layout_.ranks, stride = layout_.stride;
+    const SymmetricLayout& L = layout_;
+    const auto row_count = [this](std::size_t i) { return static_cast<std::size_t>(host_counts_[i]); };
     std::size_t most = 0;
-    for (int d = 0; d < R; ++d) {
-      std::size_t rows = 0;
-      for (int s = 0; s < R; ++s)
-        rows += static_cast<std::size_t>(host_counts_[(static_cast<std::size_t>(s) * R + d) * stride]);
-      most = std::max(most, rows);
-    }
+    for (int d = 0; d < L.ranks; ++d) most = std::max(most, L.rows_from(L.ranks, d, row_count));
     if (most <= layout_.row_capacity) return host_counts_.data();
     // Steps 3 and 4 did nothing on any rank: grow every window, then this forward's dispatch again.
     const PushArgs p = last_push_;

@@ -45,6 +45,17 @@ struct SymmetricLayout {
   int width = 0, top_k = 0;
   // One mailbox slot: [source, destination, stride] 64-bit words (count, forward tag).
   __host__ __device__ int mailbox_words() const { return ranks * ranks * stride; }
+  // The slot's word (or host count) where `source`'s counts for `destination` start; the first is the row count.
+  __host__ __device__ std::size_t counts_at(int source, int destination) const {
+    return (static_cast<std::size_t>(source) * ranks + destination) * stride;
+  }
+  // The rows `destination` receives from the sources [0, sources), given the row count at each counts_at() index.
+  template <class RowCount>
+  __host__ __device__ std::size_t rows_from(int sources, int destination, RowCount row_count) const {
+    std::size_t rows = 0;
+    for (int s = 0; s < sources; ++s) rows += row_count(counts_at(s, destination));
+    return rows;
+  }
 };
 
 class SymmetricDispatch {
