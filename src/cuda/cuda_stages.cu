@@ -21,8 +21,9 @@ CountExchange count_exchange_from_env() {
 }
 
 SharedStart shared_start_from_env() {
-  const int choice = env_choice("EPMOE_CUDA_SHARED_START", {"push", "route", "experts"});
-  return choice == 0 ? SharedStart::Push : choice == 1 ? SharedStart::Route : SharedStart::Experts;
+  const int choice = env_choice("EPMOE_CUDA_SHARED_START", {"push", "route", "experts", "pushed"});
+  constexpr SharedStart kStarts[] = {SharedStart::Push, SharedStart::Route, SharedStart::Experts, SharedStart::Pushed};
+  return kStarts[choice];
 }
 
 PhaseClock::PhaseClock(PhaseTimes& times) : times_(times) {
@@ -349,6 +350,8 @@ CudaStages::Batch CudaStages::dispatch(const Rows& xr, const Routing& routing) {
       StageTimer exchange(clock_, &PhaseTimes::dispatch_exchange, s);
       symmetric_->push(xr.data, routing.ids, routing.weights, T, owner_.data(), local_.data(), flags_.data(),
                        positions_.data(), s, trace_);
+      start_shared_expert(SharedStart::Pushed);
+      symmetric_->wait_rows();
     }
     trace_.gpu(ForwardTrace::kPayload, s);
     const int* all = symmetric_->host_counts();  // [source, destination, stride]: the layer's one host sync
@@ -406,6 +409,7 @@ CudaStages::Batch CudaStages::dispatch(const Rows& xr, const Routing& routing) {
                           meta_send, meta_recv)},
         s);
   }
+  start_shared_expert(SharedStart::Pushed);  // NCCL's rows are sent and received in one group
   trace_.gpu(ForwardTrace::kPayload, s);
   b.rows = Rows{recv_rows_.data(), static_cast<int>(received), Din};
   b.meta = recv_meta_.data();

@@ -69,11 +69,14 @@ enum class CountExchange { Mpi, Nccl };
 CountExchange count_exchange_from_env();
 
 // Where the overlapped shared expert (alltoall mode) starts on its side stream (EPMOE_CUDA_SHARED_START = push |
-// route | experts; default push): once the dispatch's counts are known (beside the payload), with the router, or
-// once the dispatch is done (beside the experts' GEMMs). push was 0.11-0.14 ms faster than route for deepseek-v3
-// in six comparisons on 4 x H200 (sessions 7 and 8, docs/performance.md): beside the router, the shared expert
-// doubles the router's time (0.43 to 0.79-0.89 ms) on the critical path.
-enum class SharedStart { Route, Push, Experts };
+// route | experts | pushed; default push): once the dispatch's counts are known (beside the payload), with the
+// router, once the dispatch is done (beside the experts' GEMMs), or once this rank's rows are sent (symmetric
+// dispatch: beside the wait for the other ranks' rows; NCCL dispatch: as experts). push was 0.11-0.14 ms faster
+// than route for deepseek-v3 in six comparisons on 4 x H200 (sessions 7 and 8, docs/performance.md): beside the
+// router, the shared expert doubles the router's time (0.43 to 0.79-0.89 ms) on the critical path. Beside the
+// push, its GEMMs take the push kernel's SMs (2 x H200, session 9: the push at 52% of NCCL's rate); pushed is the
+// start that leaves the push alone and still overlaps the wait (not yet measured).
+enum class SharedStart { Route, Push, Experts, Pushed };
 SharedStart shared_start_from_env();
 
 class CudaStages {

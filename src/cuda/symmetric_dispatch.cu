@@ -304,9 +304,13 @@ void SymmetricDispatch::push(const bf16* xr, const int* ids, const float* weight
       epoch_, ticket_.data(), overflow_.data());
   EPMOE_CUDA_LAUNCH_CHECK();
   trace.gpu(ForwardTrace::kPushed, stream);
+}
+
+void SymmetricDispatch::wait_rows() {
+  const SymmetricLayout& L = layout_;
   const std::uint64_t* arrived = payload_flags(static_cast<char*>(window_), L);
-  wait_flags_kernel<<<1, 32 * ((L.ranks + 31) / 32), 0, stream>>>(arrived, L.ranks, epoch_, kPayloadWait,
-                                                                    timeout_.data(), overflow_.data());
+  wait_flags_kernel<<<1, 32 * ((L.ranks + 31) / 32), 0, last_push_.stream>>>(arrived, L.ranks, epoch_, kPayloadWait,
+                                                                              timeout_.data(), overflow_.data());
   EPMOE_CUDA_LAUNCH_CHECK();
 }
 
@@ -327,6 +331,7 @@ const int* SymmetricDispatch::host_counts() {
     grow(most, p.stream);
     exchange_counts(last_exchange_.sent, last_exchange_.stream, *last_exchange_.trace);
     push(p.xr, p.ids, p.weights, p.num_tokens, p.owner, p.local, p.flags, p.positions, p.stream, *p.trace);
+    wait_rows();
   }
 }
 

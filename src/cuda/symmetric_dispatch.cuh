@@ -73,14 +73,17 @@ class SymmetricDispatch {
   void begin_forward();
   // Steps 1 and 2 on `stream`, then the mailbox's copy to the host on the window's own stream.
   void exchange_counts(const int* sent_counts, cudaStream_t stream, ForwardTrace& trace);
-  // Steps 3 and 4 on `stream` (same arguments as pack_dispatch, whose layout they follow).
+  // Step 3 on `stream` (same arguments as pack_dispatch, whose layout they follow).
   void push(const bf16* xr, const int* ids, const float* weights, int num_tokens, const int* expert_owner,
             const int* expert_local, const int* flags, const int* positions, cudaStream_t stream,
             ForwardTrace& trace);
+  // Step 4 on the stream of the last push(): the wait for every rank's rows. Work queued between push() and this
+  // on other streams starts once this rank's rows are sent (EPMOE_CUDA_SHARED_START=pushed).
+  void wait_rows();
   // Waits for the mailbox copy: [source, destination, stride] ints of this forward. Throws when a rank timed out.
   // When some rank receives more rows than its window holds (every rank sees it in the same counts, and steps 3 and
   // 4 then did nothing), grows every rank's window (collective, with a log line) and runs this forward's
-  // exchange_counts and push again, with their last arguments.
+  // exchange_counts, push and wait_rows again, with their last arguments.
   const int* host_counts();
   int token_capacity() const { return token_capacity_; }
   // Throws if a wait of an earlier forward timed out (call after a stream synchronization).

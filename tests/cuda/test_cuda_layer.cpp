@@ -268,6 +268,10 @@ TEST_CASE("The symmetric dispatch equals the NCCL dispatch over forwards of chan
     auto by_nccl = make_cuda_layer(model, parallel, comm, shard, options);
     setenv("EPMOE_CUDA_DISPATCH", "symmetric", 1);
     auto by_window = make_cuda_layer(model, parallel, comm, shard, options);
+    // The shared expert (deepseek-mini) started once this rank's rows are sent instead of beside the push.
+    setenv("EPMOE_CUDA_SHARED_START", "pushed", 1);
+    auto by_window_pushed = make_cuda_layer(model, parallel, comm, shard, options);
+    unsetenv("EPMOE_CUDA_SHARED_START");
     unsetenv("EPMOE_CUDA_DISPATCH");
     CHECK_FALSE(cuda_layer_stats(*by_nccl).symmetric_dispatch);
     CHECK(cuda_layer_stats(*by_window).symmetric_dispatch);
@@ -279,7 +283,9 @@ TEST_CASE("The symmetric dispatch equals the NCCL dispatch over forwards of chan
       round_bf16(x);
       const Matrix<float> y_nccl = by_nccl->forward(x);
       const Matrix<float> y_window = by_window->forward(x);
+      const Matrix<float> y_pushed = by_window_pushed->forward(x);
       const double differ = comm.max(T ? rel_l2(y_window.data(), y_nccl.data(), y_nccl.size()) : 0.0);
+      const double differ_pushed = comm.max(T ? rel_l2(y_pushed.data(), y_nccl.data(), y_nccl.size()) : 0.0);
       const Matrix<float> all_x = comm.gather_rows(x, 0);
       const Matrix<float> all_y = comm.gather_rows(y_window, 0);
       const Matrix<int> all_ids = comm.gather_rows(by_window->last_routing().ids, 0);
@@ -294,6 +300,7 @@ TEST_CASE("The symmetric dispatch equals the NCCL dispatch over forwards of chan
                     comm.size(), name.c_str(), f, T, differ, vs_reference);
       INFO(name << " forward " << f << " ranks " << comm.size());
       CHECK(differ == 0.0);  // the same rows in the same order: the same arithmetic
+      CHECK(differ_pushed == 0.0);
       CHECK(vs_reference >= 0);
       // The windows grow when a forward's counts need it (every rank sees it in the same counts; no rank asks the
       // others first): by forward 3 (150 tokens per rank, beyond max_tokens) they hold more than they started with.
