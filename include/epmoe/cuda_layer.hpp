@@ -61,6 +61,7 @@ struct CudaLayerStats {
   std::size_t gemm_rows = 0;            // rows the experts' GEMMs computed (pairs + padding of the grouped layout)
   int gemm_buckets = 0;                 // GEMM calls per weight matrix (grouped: buckets of similar experts)
   bool symmetric_dispatch = false;      // the dispatch wrote into NCCL symmetric windows (EPMOE_CUDA_DISPATCH)
+  bool symmetric_combine = false;       // and the combine's weighted sums went home through them (EPMOE_CUDA_COMBINE)
   int symmetric_window_tokens = 0;      // tokens per source rank its window holds (grows when the counts need it)
   std::size_t device_bytes = 0;         // device memory held by the layer (weights + workspaces)
   std::size_t weight_bytes = 0;         // of which weights

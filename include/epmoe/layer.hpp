@@ -16,7 +16,8 @@ namespace epmoe {
 struct PhaseTimes {
   double route = 0, dispatch = 0, experts = 0, combine = 0, shared = 0, latent = 0, total = 0;
   // Parts of dispatch and combine: the payload all-to-all alone (rows, and the pair metadata of the dispatch),
-  // without the layout, the pack, the count exchange or the home-rank sum. Zero in allreduce mode.
+  // without the layout, the pack, the count exchange or the home-rank sum. Zero in allreduce mode. With the CUDA
+  // symmetric combine, combine_exchange also forms the weighted sums (it stores each into its home's window).
   double dispatch_exchange = 0, combine_exchange = 0;
   // Part of dispatch: from its start until every rank's counts are known (the layout kernels and the count
   // exchange, including the wait for the slowest rank's routing).
@@ -25,7 +26,7 @@ struct PhaseTimes {
   // expert, gathering their rows or the weighted sum (the part a dense GEMM of the same shape is the ceiling of).
   double expert_gemms = 0;
   // Part of experts: the weighted sum of each row's pairs alone (the PyTorch breakdown counts it apart from
-  // the expert phase).
+  // the expert phase). Zero where the combine forms the sums (the CUDA symmetric combine).
   double weighted_sum = 0;
   // Part of experts: the pairs' rows copied into their experts' blocks of the GEMMs' layout (the scatter).
   double expert_scatter = 0;

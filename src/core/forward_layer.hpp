@@ -5,6 +5,9 @@
 //   Stages::Rows        a contiguous [rows, cols] activation buffer of the backend
 //   Stages::Routing     top-k ids and weights of this rank's tokens
 //   Stages::Batch       token rows to run through this rank's experts, with their (local expert, weight) pairs
+//   Stages::Partial     the experts' output: `rows`, each row's weighted sum over its pairs, trimmed to the unpadded
+//                       width (a backend's combine may instead form those sums itself as it sends them home: the
+//                       CUDA symmetric combine; its `rows` then hold no data)
 #pragma once
 
 #include <utility>
@@ -25,7 +28,7 @@ typename Stages::Rows forward_layer(Stages& s, const UnpadPlan& plan, const type
 
   if (plan.shape.mode == Mode::AllToAll) {
     typename Stages::Batch received = s.dispatch(xr, routing);  // one row per (token, destination rank)
-    Rows partial = s.experts(received);                         // [received, Din]: scale * sum w * (y + b2), trimmed
+    typename Stages::Partial partial = s.experts(received);     // [received, Din]: scale * sum w * (y + b2), trimmed
     Rows routed = s.combine(partial, received);                 // [T, Din]: the reduction, summed on the home rank
     Rows out = latent ? s.latent_up(routed) : std::move(routed);  // [T, D]
     if (shared) s.add_into(out, s.shared_expert(x));            // full shared expert, replicated weights
@@ -34,7 +37,7 @@ typename Stages::Rows forward_layer(Stages& s, const UnpadPlan& plan, const type
 
   // allreduce: same tokens on every rank; each computes its experts' share and its slice of the shared expert.
   typename Stages::Batch local = s.select_local(xr, routing);
-  Rows partial = s.experts(local);  // [T, Din]
+  Rows partial = std::move(s.experts(local).rows);  // [T, Din]
   Rows shared_partial;
   if (shared) {
     shared_partial = s.shared_expert(x);  // [T, D], this rank's slice of the shared intermediate width

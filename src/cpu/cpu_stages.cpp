@@ -196,7 +196,7 @@ Batch CpuStages::select_local(const Rows& xr, const Routing& routing) {
   return b;
 }
 
-Matrix<float> CpuStages::experts(const Batch& batch) {
+Partial CpuStages::experts(const Batch& batch) {
   ScopedTimer t(times_.experts);
   const int N = batch.rows.rows(), Din = plan_.shape.expert_width, Dp = plan_.expert_width_padded;
   const int I = model_.moe_intermediate_size, R13 = model_.w13_rows(), n = num_local_experts_;
@@ -240,11 +240,12 @@ Matrix<float> CpuStages::experts(const Batch& batch) {
       for (int c = 0; c < Din; ++c) dst[c] += w * src[c];
     }
   }
-  return out;
+  return Partial{std::move(out)};
 }
 
-Matrix<float> CpuStages::combine(const Rows& partial, const Batch& batch) {
+Matrix<float> CpuStages::combine(const Partial& experts_out, const Batch& batch) {
   ScopedTimer t(times_.combine);
+  const Rows& partial = experts_out.rows;
   const int Din = partial.cols(), R = comm_.size();
   EPMOE_ASSERT(Din == plan_.shape.expert_width, "combine width ", Din);
   std::vector<int> send_counts(R), recv_counts(R);

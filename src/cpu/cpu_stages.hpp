@@ -27,11 +27,17 @@ struct Batch {
   std::vector<int> sent_token;  // home token index of each sent row, destination-major
 };
 
+// The experts' output: each received row's weighted sum over its pairs, trimmed to Din.
+struct Partial {
+  Matrix<float> rows;  // [N, Din]
+};
+
 class CpuStages {
  public:
   using Rows = Matrix<float>;
   using Routing = epmoe::Routing;
   using Batch = cpu::Batch;
+  using Partial = cpu::Partial;
 
   CpuStages(const ModelConfig& model, const UnpadPlan& plan, Placement placement, const MpiComm& comm,
             const LayerWeights& shard, PhaseTimes& times);
@@ -40,8 +46,8 @@ class CpuStages {
   Rows latent_down(const Rows& x);
   Batch dispatch(const Rows& xr, const Routing& routing);
   Batch select_local(const Rows& xr, const Routing& routing);
-  Rows experts(const Batch& batch);
-  Rows combine(const Rows& partial, const Batch& batch);
+  Partial experts(const Batch& batch);
+  Rows combine(const Partial& partial, const Batch& batch);
   Rows latent_up(const Rows& routed);
   Rows shared_expert(const Rows& x);
   void add_into(Rows& dst, const Rows& src);

@@ -84,6 +84,7 @@ class CudaLayer final : public LayerRunner {
     s.gemm_rows = stages_->expert_gemm().rows();
     s.gemm_buckets = stages_->expert_gemm().buckets();
     s.symmetric_dispatch = stages_->symmetric_dispatch();
+    s.symmetric_combine = stages_->symmetric_combine();
     s.symmetric_window_tokens = stages_->symmetric_window_tokens();
     s.device_bytes = stages_->device_bytes();
     s.weight_bytes = stages_->weight_bytes();

@@ -21,8 +21,8 @@ CountExchange count_exchange_from_env() {
 }
 
 SharedStart shared_start_from_env() {
-  const int choice = env_choice("EPMOE_CUDA_SHARED_START", {"push", "route", "experts", "pushed"});
-  constexpr SharedStart kStarts[] = {SharedStart::Push, SharedStart::Route, SharedStart::Experts, SharedStart::Pushed};
+  const int choice = env_choice("EPMOE_CUDA_SHARED_START", {"pushed", "push", "route", "experts"});
+  constexpr SharedStart kStarts[] = {SharedStart::Pushed, SharedStart::Push, SharedStart::Route, SharedStart::Experts};
   return kStarts[choice];
 }
 
@@ -115,6 +115,7 @@ CudaStages::CudaStages(const ModelConfig& model, const UnpadPlan& plan, Placemen
   local_counts_ = DeviceBuffer<int>(std::max(1, max_local_), "local_counts");
   counts_host_.reserve(2 * count_entries);
   make_symmetric_dispatch(max_tokens);
+  choose_combine_path();
   reserve_tokens(max_tokens);
   not_bf16_.reserve(1);  // page-locked: the conversion kernel writes it through the same address
 }
@@ -135,6 +136,15 @@ void CudaStages::make_symmetric_dispatch(int max_tokens) {
   }
   symmetric_ = std::make_unique<SymmetricDispatch>(comm_, nccl_, plan_.shape.expert_width, model_.top_k, max_local_,
                                                    max_tokens);
+}
+
+void CudaStages::choose_combine_path() {
+  const int choice = env_choice("EPMOE_CUDA_COMBINE", {"auto", "nccl", "symmetric"});
+  if (plan_.shape.mode != Mode::AllToAll || choice == 1) return;
+  EPMOE_REQUIRE(symmetric_ || choice == 0, ErrorKind::Usage,
+                "EPMOE_CUDA_COMBINE=symmetric needs the symmetric dispatch's windows, which this run does not use (",
+                "EPMOE_CUDA_DISPATCH=nccl, or a rank outside the NVLink domain); use EPMOE_CUDA_COMBINE=nccl or auto");
+  if (symmetric_) combine_path_ = CombinePath::Symmetric;
 }
 
 void CudaStages::reserve_tokens(int tokens) {
@@ -470,7 +480,7 @@ CudaStages::Batch CudaStages::select_local(const Rows& xr, const Routing& routin
   return b;
 }
 
-CudaStages::Rows CudaStages::experts(const Batch& batch) {
+CudaStages::Partial CudaStages::experts(const Batch& batch) {
   start_shared_expert(SharedStart::Experts);
   StageTimer timer(clock_, &PhaseTimes::experts, stream());
   const int N = batch.rows.rows, Din = plan_.shape.expert_width, Dp = plan_.expert_width_padded;
@@ -478,17 +488,18 @@ CudaStages::Rows CudaStages::experts(const Batch& batch) {
   EPMOE_ASSERT(batch.rows.cols == Din, "experts input width ", batch.rows.cols, " instead of the unpadded ", Din);
   cudaStream_t s = stream();
   // Output: contiguous rows of the unpadded width (alltoall: one per received row; allreduce: the first segment
-  // of the one all-reduce buffer).
-  bf16* out;
-  if (plan_.shape.mode == Mode::AllToAll) {
+  // of the one all-reduce buffer), or none: the symmetric combine forms the sums on their way home.
+  const bool sums_here = combine_path_ == CombinePath::Nccl;
+  bf16* out = nullptr;
+  if (plan_.shape.mode == Mode::AllReduce) {
+    out = reduce_.data();
+  } else if (sums_here) {
     if (partial_.size() < static_cast<std::size_t>(N) * Din) partial_.reserve(with_headroom(N) * Din);
     out = partial_.data();
-  } else {
-    out = reduce_.data();
   }
   const int pairs = batch.expert_offsets.back();
   last_pairs = pairs;
-  if (N == 0) return Rows{out, 0, Din};
+  if (N == 0) return Partial{Rows{out, 0, Din}, y_.data(), Dp, pair_pos_.data(), batch.meta};
   const std::size_t slots = static_cast<std::size_t>(N) * K;
   if (pair_pos_.size() < slots) pair_pos_.reserve(with_headroom(slots));
   // The GEMMs' row layout: each expert's block of rows, sized by its bucket (ExpertGemm: grouped GEMMs).
@@ -511,18 +522,37 @@ CudaStages::Rows CudaStages::experts(const Batch& batch) {
                     weights_.b13.size() ? weights_.b13.data() : nullptr, row_expert_.data(), act_, a_.data(), s);
     expert_gemm_->run(1);  // y = a . w2^T
   }
-  // The trim: the weighted sum reads padded rows and writes contiguous rows of width Din.
-  StageTimer sum(clock_, &PhaseTimes::weighted_sum, s);
-  weighted_sum(y_.data(), Dp, pair_pos_.data(), batch.meta, N, K, Din,
-               weights_.b2.size() ? weights_.b2.data() : nullptr, model_.routed_scaling_factor, out, s);
+  const Partial result{Rows{out, N, Din}, y_.data(), Dp, pair_pos_.data(), batch.meta};
+  if (sums_here) {
+    // The trim: the weighted sum reads padded rows and writes contiguous rows of width Din.
+    StageTimer sum(clock_, &PhaseTimes::weighted_sum, s);
+    weighted_sum(y_.data(), Dp, pair_pos_.data(), batch.meta, N, K, Din,
+                 weights_.b2.size() ? weights_.b2.data() : nullptr, model_.routed_scaling_factor, out, s);
+  }
   trace_.gpu(ForwardTrace::kExperts, s);
-  return Rows{out, N, Din};
+  return result;
 }
 
-CudaStages::Rows CudaStages::combine(const Rows& partial, const Batch& batch) {
+CudaStages::Rows CudaStages::combine(const Partial& partial, const Batch& batch) {
   StageTimer timer(clock_, &PhaseTimes::combine, stream());
-  const int Din = partial.cols, R = comm_.size(), T = batch.home_tokens;
-  EPMOE_ASSERT(Din == plan_.shape.expert_width && partial.data == partial_.data(), "combine input width ", Din);
+  const int Din = partial.rows.cols, R = comm_.size(), T = batch.home_tokens;
+  EPMOE_ASSERT(Din == plan_.shape.expert_width, "combine input width ", Din);
+  if (combine_path_ == CombinePath::Symmetric) {
+    // The trim happens here: each received row's weighted sum, written at width Din into its home's window.
+    EPMOE_ASSERT(!partial.rows.data && partial.pair_out == y_.data(), "the symmetric combine sums the pairs itself");
+    {
+      StageTimer exchange(clock_, &PhaseTimes::combine_exchange, stream());
+      symmetric_->send_back(partial.pair_out, partial.padded, partial.pair_pos, partial.meta, partial.rows.rows,
+                            weights_.b2.size() ? weights_.b2.data() : nullptr, model_.routed_scaling_factor,
+                            stream());
+      symmetric_->wait_back(stream());
+    }
+    combine_sum(symmetric_->back_rows(), Din, flags_.data(), positions_.data(), T, R, routed_.data(), stream());
+    trace_.gpu(ForwardTrace::kCombined, stream());
+    last_combine_bytes = static_cast<std::size_t>(partial.rows.rows) * Din * sizeof(bf16);
+    return Rows{routed_.data(), T, Din};
+  }
+  EPMOE_ASSERT(partial.rows.data == partial_.data(), "the NCCL combine sends the experts' sums");
   std::vector<std::size_t> send(R), recv(R);
   std::size_t sent_back = 0, coming_back = 0;
   for (int r = 0; r < R; ++r) {

@@ -45,6 +45,21 @@ struct DeviceBatch {
   std::vector<std::size_t> rows_from, rows_to;  // alltoall: rows received from / sent to each rank
 };
 
+// The experts' output for the combine: the trimmed weighted sums [N, Din] of the received rows, or, where the
+// combine forms those sums itself on their way home (the symmetric combine), what it sums: each pair's output.
+struct DevicePartial {
+  DeviceRows rows;                 // [N, Din]; data == nullptr when the sums are the combine's
+  const bf16* pair_out = nullptr;  // [GEMM rows, padded]: pair k of row i is row pair_pos[i * K + k]
+  int padded = 0;
+  const int* pair_pos = nullptr;   // [N, K]
+  const int* meta = nullptr;       // [N, 2K]
+};
+
+// How the combine moves the rows home (EPMOE_CUDA_COMBINE = auto | nccl | symmetric; auto: symmetric where the
+// dispatch is): the weighted sums into a local buffer, then NCCL send/recv; or each sum stored straight into its home
+// rank's window as it is formed (SymmetricDispatch::send_back).
+enum class CombinePath { Nccl, Symmetric };
+
 // Records (phase, start, stop) event pairs on a stream; collect() adds the elapsed times once the stream is done.
 // Phases may nest (a part of a stage, such as the dispatch's payload exchange): begin() returns the slot that end()
 // closes. A slot begun but never ended (a throw abandoned the forward) is dropped.
@@ -68,14 +83,14 @@ class PhaseClock {
 enum class CountExchange { Mpi, Nccl };
 CountExchange count_exchange_from_env();
 
-// Where the overlapped shared expert (alltoall mode) starts on its side stream (EPMOE_CUDA_SHARED_START = push |
-// route | experts | pushed; default push): once the dispatch's counts are known (beside the payload), with the
-// router, once the dispatch is done (beside the experts' GEMMs), or once this rank's rows are sent (symmetric
-// dispatch: beside the wait for the other ranks' rows; NCCL dispatch: as experts). push was 0.11-0.14 ms faster
-// than route for deepseek-v3 in six comparisons on 4 x H200 (sessions 7 and 8, docs/performance.md): beside the
-// router, the shared expert doubles the router's time (0.43 to 0.79-0.89 ms) on the critical path. Beside the
-// push, its GEMMs take the push kernel's SMs (2 x H200, session 9: the push at 52% of NCCL's rate); pushed is the
-// start that leaves the push alone and still overlaps the wait (not yet measured).
+// Where the overlapped shared expert (alltoall mode) starts on its side stream (EPMOE_CUDA_SHARED_START = pushed |
+// push | route | experts; default pushed): once this rank's rows are sent (symmetric dispatch: beside the wait for
+// the other ranks' rows; NCCL dispatch: as experts), once the dispatch's counts are known (beside the push), with
+// the router, or once the dispatch is done (beside the experts' GEMMs). The layer is compute-bound, so the shared
+// expert's GEMMs cost about their own time wherever they run: deepseek-v3 on 2 x H200 (session 10) took 7.31-7.59
+// ms at 4096 tokens per rank from every start, within the runs' noise. But beside the push they take the push
+// kernel's SMs (the dispatch at 43-47% of NCCL's equal-split rate), and beside the router they double its time on
+// the critical path (sessions 7-8); pushed leaves the dispatch alone (92-99%) and still overlaps the wait.
 enum class SharedStart { Route, Push, Experts, Pushed };
 SharedStart shared_start_from_env();
 
@@ -84,6 +99,7 @@ class CudaStages {
   using Rows = DeviceRows;
   using Routing = DeviceRouting;
   using Batch = DeviceBatch;
+  using Partial = DevicePartial;
 
   CudaStages(const ModelConfig& model, const UnpadPlan& plan, Placement placement, const MpiComm& comm,
              const NcclComm& nccl, DeviceWeights weights, int max_tokens, PhaseTimes& times);
@@ -108,8 +124,8 @@ class CudaStages {
   Rows latent_down(const Rows& x);
   Batch dispatch(const Rows& xr, const Routing& routing);
   Batch select_local(const Rows& xr, const Routing& routing);
-  Rows experts(const Batch& batch);
-  Rows combine(const Rows& partial, const Batch& batch);
+  Partial experts(const Batch& batch);
+  Rows combine(const Partial& partial, const Batch& batch);
   Rows latent_up(const Rows& routed);
   Rows shared_expert(const Rows& x);
   void add_into(Rows& dst, const Rows& src);
@@ -120,6 +136,7 @@ class CudaStages {
   std::size_t device_bytes() const;
   std::size_t weight_bytes() const { return weights_.bytes(); }
   bool symmetric_dispatch() const { return symmetric_ != nullptr; }
+  bool symmetric_combine() const { return combine_path_ == CombinePath::Symmetric; }
   int symmetric_window_tokens() const { return symmetric_ ? symmetric_->token_capacity() : 0; }
   std::size_t last_dispatch_bytes = 0, last_combine_bytes = 0, last_rows_received = 0, last_pairs = 0;
   const ExpertGemm& expert_gemm() const { return *expert_gemm_; }
@@ -129,6 +146,8 @@ class CudaStages {
   void reserve_tokens(int tokens);
   // The symmetric dispatch where EPMOE_CUDA_DISPATCH and the machine allow it (collective).
   void make_symmetric_dispatch(int max_tokens);
+  // combine_path_ from EPMOE_CUDA_COMBINE, after make_symmetric_dispatch.
+  void choose_combine_path();
   // Room for `rows` rows of the experts' GEMM buffers (x_sorted, h, a, y); a new x_sorted is zeroed on `stream`, so
   // that the padding rows of the grouped layout read defined values.
   void reserve_gemm_rows(std::size_t rows, bool log, cudaStream_t stream);
@@ -155,6 +174,7 @@ class CudaStages {
   // EPMOE_CUDA_DISPATCH = auto (symmetric where every rank is reachable by load/store) | nccl | symmetric: with
   // it, the dispatch writes into the receivers' NCCL symmetric windows; without, grouped ncclSend/ncclRecv.
   std::unique_ptr<SymmetricDispatch> symmetric_;
+  CombinePath combine_path_ = CombinePath::Nccl;  // Symmetric only with symmetric_ in alltoall mode
   ExpertPlacement placement_;
   int max_local_;
   DeviceWeights weights_;

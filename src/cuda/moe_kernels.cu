@@ -7,6 +7,7 @@
 #include "check.cuh"
 #include "kernels.cuh"
 #include "pair_meta.cuh"
+#include "row_math.cuh"
 
 namespace epmoe::cuda {
 namespace {
@@ -33,48 +34,6 @@ __device__ __forceinline__ void copy_row(bf16* __restrict__ dst, const bf16* __r
     for (int i = threadIdx.x; i < n / 8; i += blockDim.x) d[i] = s[i];
   } else {
     for (int i = threadIdx.x; i < n; i += blockDim.x) dst[i] = src[i];
-  }
-}
-
-// V consecutive bf16 <-> float; V = 8 uses one 16-byte access.
-template <int V>
-__device__ __forceinline__ void load_bf16(const bf16* p, float (&v)[V]) {
-  if constexpr (V == 8) {
-    const uint4 raw = *reinterpret_cast<const uint4*>(p);
-    const __nv_bfloat162* h = reinterpret_cast<const __nv_bfloat162*>(&raw);
-#pragma unroll
-    for (int i = 0; i < 4; ++i) {
-      const float2 f = __bfloat1622float2(h[i]);
-      v[2 * i] = f.x;
-      v[2 * i + 1] = f.y;
-    }
-  } else {
-#pragma unroll
-    for (int i = 0; i < V; ++i) v[i] = __bfloat162float(p[i]);
-  }
-}
-// V consecutive floats; V = 8 uses two 16-byte accesses (p 32-byte aligned).
-template <int V>
-__device__ __forceinline__ void load_f32(const float* p, float (&v)[V]) {
-  if constexpr (V == 8) {
-    const float4 a = reinterpret_cast<const float4*>(p)[0], b = reinterpret_cast<const float4*>(p)[1];
-    v[0] = a.x, v[1] = a.y, v[2] = a.z, v[3] = a.w, v[4] = b.x, v[5] = b.y, v[6] = b.z, v[7] = b.w;
-  } else {
-#pragma unroll
-    for (int i = 0; i < V; ++i) v[i] = p[i];
-  }
-}
-template <int V>
-__device__ __forceinline__ void store_bf16(bf16* p, const float (&v)[V]) {
-  if constexpr (V == 8) {
-    uint4 raw;
-    __nv_bfloat162* h = reinterpret_cast<__nv_bfloat162*>(&raw);
-#pragma unroll
-    for (int i = 0; i < 4; ++i) h[i] = __floats2bfloat162_rn(v[2 * i], v[2 * i + 1]);
-    *reinterpret_cast<uint4*>(p) = raw;
-  } else {
-#pragma unroll
-    for (int i = 0; i < V; ++i) p[i] = __float2bfloat16(v[i]);
   }
 }
 
@@ -294,36 +253,8 @@ template <int V>
 __global__ void weighted_sum_kernel(const bf16* __restrict__ y, int padded, const int* __restrict__ pair_pos,
                                     const int* __restrict__ meta, int K, int width, const float* __restrict__ b2,
                                     float scale, bf16* __restrict__ out) {
-  __shared__ int pos[32], expert[32];
-  __shared__ float weight[32];
-  __shared__ int count;
   const std::size_t row = blockIdx.x;
-  if (threadIdx.x < 32) {  // lane k reads slot k (K <= 32); the valid ones are packed in slot order
-    const int k = threadIdx.x;
-    const int e = k < K ? meta[row * 2 * K + K + k] : -1;
-    const int p = k < K ? pair_pos[row * K + k] : -1;  // loaded beside e, not after it
-    const int w = k < K ? meta[row * 2 * K + k] : 0;
-    const unsigned valid = __ballot_sync(0xffffffffu, e >= 0);
-    if (e >= 0) {
-      const int c = __popc(valid & ((1u << k) - 1));
-      pos[c] = p;
-      expert[c] = e;
-      weight[c] = scale * __int_as_float(w);
-    }
-    if (k == 0) count = __popc(valid);
-  }
-  __syncthreads();
-  for (int c = threadIdx.x * V; c < width; c += blockDim.x * V) {
-    float acc[V] = {};
-    for (int k = 0; k < count; ++k) {
-      float v[V], b[V] = {};
-      load_bf16<V>(y + static_cast<std::size_t>(pos[k]) * padded + c, v);
-      if (b2) load_f32<V>(b2 + static_cast<std::size_t>(expert[k]) * padded + c, b);
-#pragma unroll
-      for (int q = 0; q < V; ++q) acc[q] += weight[k] * (v[q] + b[q]);
-    }
-    store_bf16<V>(out + row * width + c, acc);
-  }
+  weighted_sum_row<V>(y, padded, pair_pos, meta, K, width, b2, scale, row, out + row * width);
 }
 
 template <int V>

@@ -8,6 +8,7 @@
 #include "device_clock.cuh"
 #include "epmoe/error.hpp"
 #include "pair_meta.cuh"
+#include "row_math.cuh"
 #include "sys_memory.cuh"
 
 namespace epmoe::cuda {
@@ -17,13 +18,18 @@ constexpr std::size_t kAlign = 4096;  // NCCL_WIN_REQUIRED_ALIGNMENT; every part
 constexpr int kPushThreads = 256;
 constexpr int kMaxRanks = 4096;       // the push keeps one offset per destination in shared memory (32 KiB)
 constexpr std::uint64_t kTimeoutNs = 60ull * 1000 * 1000 * 1000;
-constexpr int kPayloadWait = 1000;    // timeout code offset: counts wait < 1000 <= payload wait
+constexpr int kPayloadWait = 1000;    // timeout code offsets: counts wait < 1000 <= payload wait < 2000 <= back wait
+constexpr int kBackWait = 2000;
+constexpr int kBackThreads = 128;     // as weighted_sum's blocks (moe_kernels.cu)
 
 std::size_t round_up(std::size_t n, std::size_t a) { return (n + a - 1) / a * a; }
 
-// flags part of a window: [R] u64: rows arrived from rank r.
+// flags part of a window: [R] u64: rows arrived from rank r; back_flags: rows back from rank r.
 __host__ __device__ __forceinline__ std::uint64_t* payload_flags(char* window, const SymmetricLayout& L) {
   return reinterpret_cast<std::uint64_t*>(window + L.flags);
+}
+__host__ __device__ __forceinline__ std::uint64_t* back_flags(char* window, const SymmetricLayout& L) {
+  return reinterpret_cast<std::uint64_t*>(window + L.back_flags);
 }
 // A mailbox word: the count in the low half, the forward's tag in the high half (one 64-bit store writes both).
 __host__ __device__ __forceinline__ std::uint64_t* mailbox_slot(char* window, const SymmetricLayout& L,
@@ -83,22 +89,22 @@ __device__ __forceinline__ void wait_counts(const std::uint64_t* slot, int words
   }
 }
 
-// Steps 1 and 2 in one kernel (as two kernels they took the same time), then whether some rank receives more rows
-// than its window holds: every rank computes the same answer from the same counts, without talking (`overflow`: 0,
-// or 1 and steps 3 and 4 do nothing; SymmetricDispatch::host_counts grows the windows and runs the dispatch again).
+// Steps 1 and 2 in one kernel (as two kernels they took the same time), then whether some rank receives or sends
+// more rows than a window holds: every rank computes the same answer from the same counts, without talking
+// (`overflow`: 0, or 1 and steps 3 to 6 do nothing; SymmetricDispatch::host_counts grows the windows and runs the
+// dispatch again). And the bases of step 5 (`bases` [2R]: SymmetricDispatch::bases_).
 __global__ void post_wait_counts_kernel(const int* __restrict__ sent, char* const* __restrict__ peers,
                                         SymmetricLayout L, int me, std::uint64_t epoch, unsigned long long* stamps,
-                                        const std::uint64_t* slot, int* timeout, int* overflow) {
+                                        const std::uint64_t* slot, int* timeout, int* overflow, std::size_t* bases) {
   post_counts(sent, peers, L, me, epoch, stamps);
   wait_counts(slot, L.mailbox_words(), L.ranks * L.stride, epoch, timeout);
-  __shared__ int over;
-  if (threadIdx.x == 0) over = 0;
   __syncthreads();
   const auto row_count = [slot](std::size_t word) { return static_cast<std::uint32_t>(load_relaxed_sys(slot + word)); };
-  for (int d = threadIdx.x; d < L.ranks; d += blockDim.x)
-    if (L.rows_from(L.ranks, d, row_count) > L.row_capacity) atomicOr(&over, 1);
-  __syncthreads();
-  if (threadIdx.x == 0) *overflow = over;
+  if (threadIdx.x == 0) *overflow = L.most_rows(row_count) > L.row_capacity ? 1 : 0;
+  for (int h = threadIdx.x; h < L.ranks; h += blockDim.x) {
+    bases[h] = L.rows_from(h, me, row_count);
+    bases[L.ranks + h] = L.rows_to(h, me, row_count);
+  }
 }
 
 // 4: until flags[r] >= epoch for every rank r (acquire).
@@ -123,6 +129,23 @@ __device__ __forceinline__ void warp_copy_row(bf16* __restrict__ dst, const bf16
     for (int i = lane; i < n / 8; i += 32) d[i] = s[i];
   } else {
     for (int i = lane; i < n; i += 32) dst[i] = src[i];
+  }
+}
+
+// The end of steps 3 and 5: each block makes its stores visible system-wide; the last block to finish then sets
+// this rank's word of every rank's flags (at byte offset `flags` of the windows) to the forward's number.
+__device__ __forceinline__ void raise_flags_when_done(char* const* __restrict__ peers, const SymmetricLayout& L,
+                                                      std::size_t flags, int me, std::uint64_t epoch,
+                                                      unsigned int* ticket) {
+  __threadfence_system();
+  __syncthreads();
+  if (threadIdx.x == 0) {
+    const unsigned int done = atomicAdd(ticket, 1u);
+    if (done == gridDim.x - 1) {  // every block's rows are visible system-wide: tell the receivers
+      *ticket = 0;
+      __threadfence_system();
+      for (int d = 0; d < L.ranks; ++d) store_release_sys(reinterpret_cast<std::uint64_t*>(peers[d] + flags) + me, epoch);
+    }
   }
 }
 
@@ -158,16 +181,29 @@ __global__ void push_kernel(const bf16* __restrict__ xr, const int* __restrict__
                   lane);
     write_pair_meta(reinterpret_cast<int*>(win + L.meta) + p * 2 * K, ids, weights, t, K, owner, local, d, lane);
   }
-  __threadfence_system();
-  __syncthreads();
-  if (threadIdx.x == 0) {
-    const unsigned int done = atomicAdd(ticket, 1u);
-    if (done == gridDim.x - 1) {  // every block's rows are visible system-wide: tell the receivers
-      *ticket = 0;
-      __threadfence_system();
-      for (int d = 0; d < R; ++d) store_release_sys(payload_flags(peers[d], L) + me, epoch);
+  raise_flags_when_done(peers, L, L.flags, me, epoch, ticket);
+}
+
+// 5: blocks stride over the received rows; row i is in home h's rows here (bases[h] <= i < bases[h + 1] for the last
+// such h) and goes to h's back rows at bases[R + h] + (i - bases[h]). Then the last block raises the back flags.
+template <int V>
+__global__ void send_back_kernel(const bf16* __restrict__ y, int padded, const int* __restrict__ pair_pos,
+                                 const int* __restrict__ meta, int N, const float* __restrict__ b2, float scale,
+                                 char* const* __restrict__ peers, SymmetricLayout L, const std::size_t* __restrict__ bases,
+                                 int me, std::uint64_t epoch, unsigned int* ticket) {
+  const int R = L.ranks;
+  for (std::size_t i = blockIdx.x; i < static_cast<std::size_t>(N); i += gridDim.x) {
+    int lo = 0, hi = R;  // the first source whose base is past i, less one
+    while (lo < hi) {
+      const int mid = (lo + hi) / 2;
+      if (bases[mid] <= i) lo = mid + 1;
+      else hi = mid;
     }
+    const int h = lo - 1;
+    bf16* dst = reinterpret_cast<bf16*>(peers[h] + L.back) + (bases[R + h] + i - bases[h]) * L.width;
+    weighted_sum_row<V>(y, padded, pair_pos, meta, L.top_k, L.width, b2, scale, i, dst);
   }
+  raise_flags_when_done(peers, L, L.back_flags, me, epoch, ticket);
 }
 
 }  // namespace
@@ -195,8 +231,9 @@ SymmetricDispatch::SymmetricDispatch(const MpiComm& comm, const NcclComm& nccl, 
   EPMOE_CUDA_CHECK(cudaGetDevice(&device));
   EPMOE_CUDA_CHECK(cudaDeviceGetAttribute(&sm_count_, cudaDevAttrMultiProcessorCount, device));
   peers_ = DeviceBuffer<char*>(layout_.ranks, "symmetric_peers");
-  ticket_ = DeviceBuffer<unsigned int>(1, "symmetric_ticket");
-  EPMOE_CUDA_CHECK(cudaMemset(ticket_.data(), 0, sizeof(unsigned int)));
+  ticket_ = DeviceBuffer<unsigned int>(2, "symmetric_ticket");
+  EPMOE_CUDA_CHECK(cudaMemset(ticket_.data(), 0, 2 * sizeof(unsigned int)));
+  bases_ = DeviceBuffer<std::size_t>(2 * static_cast<std::size_t>(layout_.ranks), "symmetric_bases");
   host_words_.reserve(layout_.mailbox_words());
   host_counts_.resize(layout_.mailbox_words());
   overflow_ = DeviceBuffer<int>(1, "symmetric_overflow");
@@ -218,9 +255,13 @@ void SymmetricDispatch::allocate(int token_capacity) {
   at = round_up(at + L.row_capacity * L.width * sizeof(bf16), kAlign);
   L.meta = at;
   at = round_up(at + L.row_capacity * 2 * L.top_k * sizeof(int), kAlign);
+  L.back = at;
+  at = round_up(at + L.row_capacity * L.width * sizeof(bf16), kAlign);
   L.mailbox = at;
   at = round_up(at + 2 * static_cast<std::size_t>(L.mailbox_words()) * sizeof(std::uint64_t), kAlign);
   L.flags = at;
+  at = round_up(at + static_cast<std::size_t>(L.ranks) * sizeof(std::uint64_t), kAlign);
+  L.back_flags = at;
   at = round_up(at + static_cast<std::size_t>(L.ranks) * sizeof(std::uint64_t), kAlign);
   L.bytes = at;
   // A single rank's window is its own memory: nothing to register (and NCCL makes no LSA window for one rank).
@@ -281,7 +322,7 @@ void SymmetricDispatch::exchange_counts(const int* sent_counts, cudaStream_t str
   static_assert(ForwardTrace::kPostWritten == ForwardTrace::kPostEntry + 1, "post_counts stamps two adjacent slots");
   post_wait_counts_kernel<<<1, 256, 0, stream>>>(sent_counts, peers_.data(), L, me, epoch_,
                                                  trace.slot(ForwardTrace::kPostEntry), slot, timeout_.data(),
-                                                 overflow_.data());
+                                                 overflow_.data(), bases_.data());
   EPMOE_CUDA_LAUNCH_CHECK();
   counts_arrived_.record(stream);
   EPMOE_CUDA_CHECK(cudaStreamWaitEvent(copy_stream_.get(), counts_arrived_.get(), 0));
@@ -306,6 +347,31 @@ void SymmetricDispatch::push(const bf16* xr, const int* ids, const float* weight
   trace.gpu(ForwardTrace::kPushed, stream);
 }
 
+void SymmetricDispatch::send_back(const bf16* y, int padded, const int* pair_pos, const int* meta, int num_rows,
+                                  const float* b2, float scale, cudaStream_t stream) {
+  const SymmetricLayout& L = layout_;
+  // Blocks stride over the rows (a block per row would make each of tens of thousands of blocks fence and count).
+  const int blocks = std::clamp(num_rows, 1, 8 * sm_count_);
+  const bool vec8 = padded % 8 == 0 && L.width % 8 == 0;
+  if (vec8)
+    send_back_kernel<8><<<blocks, kBackThreads, 0, stream>>>(y, padded, pair_pos, meta, num_rows, b2, scale,
+                                                             peers_.data(), L, bases_.data(), comm_.rank(), epoch_,
+                                                             ticket_.data() + 1);
+  else
+    send_back_kernel<1><<<blocks, kBackThreads, 0, stream>>>(y, padded, pair_pos, meta, num_rows, b2, scale,
+                                                             peers_.data(), L, bases_.data(), comm_.rank(), epoch_,
+                                                             ticket_.data() + 1);
+  EPMOE_CUDA_LAUNCH_CHECK();
+}
+
+void SymmetricDispatch::wait_back(cudaStream_t stream) {
+  const SymmetricLayout& L = layout_;
+  wait_flags_kernel<<<1, 32 * ((L.ranks + 31) / 32), 0, stream>>>(back_flags(static_cast<char*>(window_), L), L.ranks,
+                                                                   epoch_, kBackWait, timeout_.data(),
+                                                                   overflow_.data());
+  EPMOE_CUDA_LAUNCH_CHECK();
+}
+
 void SymmetricDispatch::wait_rows() {
   const SymmetricLayout& L = layout_;
   const std::uint64_t* arrived = payload_flags(static_cast<char*>(window_), L);
@@ -321,10 +387,8 @@ const int* SymmetricDispatch::host_counts() {
     for (std::size_t i = 0; i < host_counts_.size(); ++i)
       host_counts_[i] = static_cast<int>(static_cast<std::uint32_t>(host_words_.data()[i]));
     // The kernels' overflow test, on the same counts (every rank reaches the same answer).
-    const SymmetricLayout& L = layout_;
     const auto row_count = [this](std::size_t i) { return static_cast<std::size_t>(host_counts_[i]); };
-    std::size_t most = 0;
-    for (int d = 0; d < L.ranks; ++d) most = std::max(most, L.rows_from(L.ranks, d, row_count));
+    const std::size_t most = layout_.most_rows(row_count);
     if (most <= layout_.row_capacity) return host_counts_.data();
     // Steps 3 and 4 did nothing on any rank: grow every window, then this forward's dispatch again.
     const PushArgs p = last_push_;
@@ -338,10 +402,11 @@ const int* SymmetricDispatch::host_counts() {
 void SymmetricDispatch::check_timeouts() const {
   const int code = *reinterpret_cast<volatile const int*>(timeout_.data());
   if (code == 0) return;
-  const bool payload = code > kPayloadWait;
-  const int peer = code - 1 - (payload ? kPayloadWait : 0);
-  EPMOE_THROW(ErrorKind::Runtime, "rank ", comm_.rank(), " waited ", kTimeoutNs / 1000000000ull,
-              " s for the dispatch ", payload ? "rows" : "counts", " of rank ", peer,
+  const int offset = code > kBackWait ? kBackWait : code > kPayloadWait ? kPayloadWait : 0;
+  const char* what = offset == kBackWait ? "combine rows" : offset == kPayloadWait ? "dispatch rows" : "dispatch counts";
+  const int peer = code - 1 - offset;
+  EPMOE_THROW(ErrorKind::Runtime, "rank ", comm_.rank(), " waited ", kTimeoutNs / 1000000000ull, " s for the ", what,
+              " of rank ", peer,
               " (symmetric dispatch, forward ", epoch_,
               "): that rank stopped or fell behind; check its log, or run with EPMOE_CUDA_DISPATCH=nccl");
 }
@@ -352,6 +417,10 @@ bf16* SymmetricDispatch::rows() const {
 
 const int* SymmetricDispatch::meta() const {
   return reinterpret_cast<const int*>(static_cast<const char*>(window_) + layout_.meta);
+}
+
+const bf16* SymmetricDispatch::back_rows() const {
+  return reinterpret_cast<const bf16*>(static_cast<const char*>(window_) + layout_.back);
 }
 
 }  // namespace epmoe::cuda

@@ -14,12 +14,22 @@
 //   4. wait:         until every rank's rows have arrived here.
 // Beside 3 and 4, on a stream of its own, the mailbox goes to the host: the host waits for the counts (the layer's
 // one host synchronization) while the rows move, instead of before.
+// The combine runs over the same windows (EPMOE_CUDA_COMBINE, CudaStages::combine):
+//   5. send back:    a block per received row forms the row's weighted sum over its pairs (the arithmetic of the
+//                    experts' weighted_sum, so the outputs are bit-identical) and stores the trimmed row straight into
+//                    its home rank's combine rows, at (rows the home sent to ranks below this one) + (the row's index
+//                    among the home's rows here): the place the home's send layout gave it, so the home's
+//                    combine_sum reads its window as it reads NCCL's receive buffer; the last block raises a flag per
+//                    home rank;
+//   6. wait:         until every rank's rows are back here.
 //
 // Reuse of the window across forwards is safe without further barriers: a rank posts the counts of forward e + 1
 // only after its own forward e has finished (stream order), and no rank pushes forward e + 1 before it has every
 // rank's counts of e + 1; the mailbox alternates between two slots (a rank is at most one forward ahead of another
-// when it posts). Flags and mailbox words carry the forward's number (epoch; the words its low 32 bits), so they never
-// need resetting.
+// when it posts). The combine rows likewise: a rank sends forward e's rows back to a home only after it has received
+// that home's rows of e (step 4), which the home pushes only after its forward e - 1, combine_sum included, is done.
+// Flags and mailbox words carry the forward's number (epoch; the words its low 32 bits), so they never need
+// resetting.
 #pragma once
 
 #include <nccl.h>
@@ -39,8 +49,10 @@ namespace epmoe::cuda {
 
 // Byte offsets of the parts of every rank's window (the same on all ranks).
 struct SymmetricLayout {
-  std::size_t rows = 0, meta = 0, mailbox = 0, flags = 0, bytes = 0;
-  std::size_t row_capacity = 0;  // rows the window receives at most: ranks x token capacity
+  // rows [row_capacity, width] bf16 and meta [row_capacity, 2K] int: the dispatch's received rows; back
+  // [row_capacity, width] bf16: the combine's rows coming home; mailbox: two count slots; flags, back_flags: [R] u64.
+  std::size_t rows = 0, meta = 0, back = 0, mailbox = 0, flags = 0, back_flags = 0, bytes = 0;
+  std::size_t row_capacity = 0;  // rows a window receives (and a rank sends) at most: ranks x token capacity
   int ranks = 0, stride = 0;     // stride = 1 + max_local: one rank's counts for one destination
   int width = 0, top_k = 0;
   // One mailbox slot: [source, destination, stride] 64-bit words (count, forward tag).
@@ -55,6 +67,24 @@ struct SymmetricLayout {
     std::size_t rows = 0;
     for (int s = 0; s < sources; ++s) rows += row_count(counts_at(s, destination));
     return rows;
+  }
+  // The rows `source` sends to the destinations [0, destinations).
+  template <class RowCount>
+  __host__ __device__ std::size_t rows_to(int source, int destinations, RowCount row_count) const {
+    std::size_t rows = 0;
+    for (int d = 0; d < destinations; ++d) rows += row_count(counts_at(source, d));
+    return rows;
+  }
+  // The most rows a rank receives or sends: what the windows must hold (every rank computes it from the same counts).
+  template <class RowCount>
+  __host__ __device__ std::size_t most_rows(RowCount row_count) const {
+    std::size_t most = 0;
+    for (int r = 0; r < ranks; ++r) {
+      const std::size_t in = rows_from(ranks, r, row_count), out = rows_to(r, ranks, row_count);
+      most = most > in ? most : in;
+      most = most > out ? most : out;
+    }
+    return most;
   }
 };
 
@@ -81,7 +111,7 @@ class SymmetricDispatch {
   // on other streams starts once this rank's rows are sent (EPMOE_CUDA_SHARED_START=pushed).
   void wait_rows();
   // Waits for the mailbox copy: [source, destination, stride] ints of this forward. Throws when a rank timed out.
-  // When some rank receives more rows than its window holds (every rank sees it in the same counts, and steps 3 and
+  // When some rank receives (or sends) more rows than a window holds (every rank sees it in the same counts, and steps 3 and
   // 4 then did nothing), grows every rank's window (collective, with a log line) and runs this forward's
   // exchange_counts, push and wait_rows again, with their last arguments.
   const int* host_counts();
@@ -89,8 +119,17 @@ class SymmetricDispatch {
   // Throws if a wait of an earlier forward timed out (call after a stream synchronization).
   void check_timeouts() const;
 
+  // Step 5 on `stream`, for this forward's received rows (after wait_rows): row i's weighted sum over its pairs,
+  // as weighted_sum (kernels.cuh) computes it from the same arguments, stored into its home rank's window.
+  void send_back(const bf16* y, int padded, const int* pair_pos, const int* meta, int num_rows, const float* b2,
+                 float scale, cudaStream_t stream);
+  // Step 6 on `stream`: until every rank's rows are back here, in back_rows().
+  void wait_back(cudaStream_t stream);
+
   bf16* rows() const;       // this rank's received rows [row_capacity, width]
   const int* meta() const;  // and their metadata [row_capacity, 2K]
+  // The combine's rows back home, at the positions of this rank's send layout (as NCCL's receive buffer holds them).
+  const bf16* back_rows() const;
   const SymmetricLayout& layout() const { return layout_; }
   std::size_t bytes() const { return layout_.bytes; }
 
@@ -123,7 +162,10 @@ class SymmetricDispatch {
   void* window_ = nullptr;  // ncclMemAlloc
   ncclWindow_t handle_ = nullptr;
   DeviceBuffer<char*> peers_;          // [R] every rank's window, as this GPU addresses it
-  DeviceBuffer<unsigned int> ticket_;  // the push's last-block detection
+  DeviceBuffer<unsigned int> ticket_;  // [2]: the push's and the send-back's last-block detection
+  // [2R] from the counts of the forward: bases_[h] = the first of the rows here from rank h, bases_[R + h] = the
+  // rows h sends to ranks below this one (where those rows go in h's back rows).
+  DeviceBuffer<std::size_t> bases_;
   DeviceBuffer<int> overflow_;         // 1 when this forward's counts do not fit some rank's window
   PinnedBuffer<std::uint64_t> host_words_;  // the mailbox slot of the forward, as copied
   std::vector<int> host_counts_;             // its counts

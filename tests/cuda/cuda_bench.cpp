@@ -270,6 +270,10 @@ int run(const Args& args, const epmoe::MpiComm& comm) {
     std::printf("# dispatch: %s\n", stats.symmetric_dispatch
                                          ? "symmetric (kernels write into the receivers' NCCL symmetric windows)"
                                          : "NCCL grouped send/recv, counts through the host");
+    std::printf("# combine: %s\n", stats.symmetric_combine
+                                        ? "symmetric (each weighted sum stored into its home's window as it is formed: "
+                                          "the sum is in combine and combine_a2a, weighted_sum is 0)"
+                                        : "the weighted sums (experts), then NCCL grouped send/recv");
     std::printf("%-17s %10s %12s %12s %8s\n", "phase", "time", "achieved", "ceiling", "of_ceil");
     std::printf("%-17s %10s %12s %12s %8s\n", "", "ms", "", "", "%");
     for (int p = 0; p < kPhases; ++p) {
@@ -320,7 +324,8 @@ int run(const Args& args, const epmoe::MpiComm& comm) {
       j << "{\"command\": \"" << args.command << "\", \"device\": \"" << devices[0] << "\", \"ranks\": " << comm.size()
         << ", \"preset\": \"" << args.preset << "\", \"mode\": \"" << to_string(args.mode)
         << "\", \"pad\": " << args.pad << ", \"tokens_per_rank\": " << args.tokens << ", \"dispatch\": \""
-        << (stats.symmetric_dispatch ? "symmetric" : "nccl") << "\""
+        << (stats.symmetric_dispatch ? "symmetric" : "nccl") << "\", \"combine\": \""
+        << (stats.symmetric_combine ? "symmetric" : "nccl") << "\""
         << ", \"iters\": " << args.iters << ", \"staged\": " << (args.staged ? "true" : "false")
         << ", \"median_ms\": {";
       for (int p = 0; p < kPhases; ++p) j << (p ? ", " : "") << "\"" << names[p] << "\": " << med[p] * 1e3;

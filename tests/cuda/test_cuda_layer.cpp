@@ -249,12 +249,14 @@ TEST_CASE("Grouped expert GEMMs under skewed routing (several buckets) equal the
   CHECK(most_buckets > 1);
 }
 
-TEST_CASE("The symmetric dispatch equals the NCCL dispatch over forwards of changing sizes", "[cuda][layer][dispatch]") {
+TEST_CASE("The symmetric dispatch and combine equal NCCL's over forwards of changing sizes", "[cuda][layer][dispatch]") {
   const MpiComm comm;
   const std::uint64_t seed = fresh_seed(comm, "symmetric dispatch");
   // deepseek-mini: shared expert beside the dispatch, grouped router; gpt-oss-mini: width 180 (rows of 360 bytes,
   // not 16-byte multiples). Per forward the ranks hold different token counts, one forward leaves rank 1 (or the
-  // only rank) without tokens, and one exceeds max_tokens: every window grows, collectively.
+  // only rank) without tokens, and one exceeds max_tokens: every window grows, collectively. The last gives rank 0
+  // alone 400 tokens: at several ranks it then sends more rows than a window held, while each rank receives fewer
+  // (only the sending side of the overflow test sees it; the combine's rows come back into that window).
   for (const std::string name : {"deepseek-mini", "gpt-oss-mini"}) {
     const ModelConfig model = make_preset(name);
     ParallelConfig parallel;
@@ -267,25 +269,38 @@ TEST_CASE("The symmetric dispatch equals the NCCL dispatch over forwards of chan
     setenv("EPMOE_CUDA_DISPATCH", "nccl", 1);
     auto by_nccl = make_cuda_layer(model, parallel, comm, shard, options);
     setenv("EPMOE_CUDA_DISPATCH", "symmetric", 1);
-    auto by_window = make_cuda_layer(model, parallel, comm, shard, options);
-    // The shared expert (deepseek-mini) started once this rank's rows are sent instead of beside the push.
-    setenv("EPMOE_CUDA_SHARED_START", "pushed", 1);
+    auto by_window = make_cuda_layer(model, parallel, comm, shard, options);  // and the combine (auto)
+    setenv("EPMOE_CUDA_COMBINE", "nccl", 1);
+    auto by_window_nccl_combine = make_cuda_layer(model, parallel, comm, shard, options);
+    unsetenv("EPMOE_CUDA_COMBINE");
+    // The shared expert (deepseek-mini) started beside the push instead of once this rank's rows are sent.
+    setenv("EPMOE_CUDA_SHARED_START", "push", 1);
     auto by_window_pushed = make_cuda_layer(model, parallel, comm, shard, options);
     unsetenv("EPMOE_CUDA_SHARED_START");
     unsetenv("EPMOE_CUDA_DISPATCH");
     CHECK_FALSE(cuda_layer_stats(*by_nccl).symmetric_dispatch);
     CHECK(cuda_layer_stats(*by_window).symmetric_dispatch);
-    const int sizes[] = {40, 0, 48, 150, 7, 150};
-    for (int f = 0; f < 6; ++f) {
-      const int T = sizes[f] == 0 ? (comm.rank() == std::min(1, comm.size() - 1) ? 0 : 30) : sizes[f] + 5 * comm.rank();
+    CHECK(cuda_layer_stats(*by_window).symmetric_combine);
+    CHECK(cuda_layer_stats(*by_window_nccl_combine).symmetric_dispatch);
+    CHECK_FALSE(cuda_layer_stats(*by_window_nccl_combine).symmetric_combine);
+    CHECK_FALSE(cuda_layer_stats(*by_nccl).symmetric_combine);
+    const int sizes[] = {40, 0, 48, 150, 7, 150, -400};
+    int window_before = 0;
+    for (int f = 0; f < 7; ++f) {
+      const int T = sizes[f] < 0   ? (comm.rank() == 0 ? -sizes[f] : 0)
+                    : sizes[f] == 0 ? (comm.rank() == std::min(1, comm.size() - 1) ? 0 : 30)
+                                    : sizes[f] + 5 * comm.rank();
       const long first = 100000L * f + 1000L * comm.rank();  // distinct tokens everywhere
       Matrix<float> x = generate_tokens(T, model.hidden_size, seed ^ 0xd15ull, first);
       round_bf16(x);
       const Matrix<float> y_nccl = by_nccl->forward(x);
       const Matrix<float> y_window = by_window->forward(x);
       const Matrix<float> y_pushed = by_window_pushed->forward(x);
+      const Matrix<float> y_nccl_combine = by_window_nccl_combine->forward(x);
       const double differ = comm.max(T ? rel_l2(y_window.data(), y_nccl.data(), y_nccl.size()) : 0.0);
       const double differ_pushed = comm.max(T ? rel_l2(y_pushed.data(), y_nccl.data(), y_nccl.size()) : 0.0);
+      const double differ_nccl_combine =
+          comm.max(T ? rel_l2(y_nccl_combine.data(), y_nccl.data(), y_nccl.size()) : 0.0);
       const Matrix<float> all_x = comm.gather_rows(x, 0);
       const Matrix<float> all_y = comm.gather_rows(y_window, 0);
       const Matrix<int> all_ids = comm.gather_rows(by_window->last_routing().ids, 0);
@@ -301,12 +316,15 @@ TEST_CASE("The symmetric dispatch equals the NCCL dispatch over forwards of chan
       INFO(name << " forward " << f << " ranks " << comm.size());
       CHECK(differ == 0.0);  // the same rows in the same order: the same arithmetic
       CHECK(differ_pushed == 0.0);
+      CHECK(differ_nccl_combine == 0.0);
       CHECK(vs_reference >= 0);
       // The windows grow when a forward's counts need it (every rank sees it in the same counts; no rank asks the
       // others first): by forward 3 (150 tokens per rank, beyond max_tokens) they hold more than they started with.
       const int window = cuda_layer_stats(*by_window).symmetric_window_tokens;
       if (f < 3) CHECK(window >= options.max_tokens);
       else CHECK(window > options.max_tokens);
+      if (f == 6) CHECK(window > window_before);  // rank 0's 400 tokens did not fit what forward 5 left
+      window_before = window;
     }
   }
 }
