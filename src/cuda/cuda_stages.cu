@@ -115,14 +115,20 @@ CudaStages::CudaStages(const ModelConfig& model, const UnpadPlan& plan, Placemen
   local_counts_ = DeviceBuffer<int>(std::max(1, max_local_), "local_counts");
   counts_host_.reserve(2 * count_entries);
   make_symmetric_dispatch(max_tokens);
-  choose_combine_path();
   reserve_tokens(max_tokens);
   not_bf16_.reserve(1);  // page-locked: the conversion kernel writes it through the same address
 }
 
 void CudaStages::make_symmetric_dispatch(int max_tokens) {
   const int choice = env_choice("EPMOE_CUDA_DISPATCH", {"auto", "nccl", "symmetric"});
-  if (plan_.shape.mode != Mode::AllToAll || choice == 1) return;
+  const int combine = env_choice("EPMOE_CUDA_COMBINE", {"auto", "nccl", "symmetric"});
+  if (plan_.shape.mode != Mode::AllToAll) return;
+  const auto no_symmetric_combine = [combine](const std::string& why) {
+    EPMOE_REQUIRE(combine != 2, ErrorKind::Usage,
+                  "EPMOE_CUDA_COMBINE=symmetric needs the symmetric dispatch's windows, which this run does not use (",
+                  why, "); use EPMOE_CUDA_COMBINE=nccl or auto");
+  };
+  if (choice == 1) return no_symmetric_combine("EPMOE_CUDA_DISPATCH=nccl");
   std::string why;
   // Collective decision: a window is registered by all ranks or by none.
   const bool here = SymmetricDispatch::available(nccl_, &why);
@@ -132,19 +138,11 @@ void CudaStages::make_symmetric_dispatch(int max_tokens) {
     EPMOE_REQUIRE(choice != 2, ErrorKind::Usage, "EPMOE_CUDA_DISPATCH=symmetric: ", why,
                   "; use EPMOE_CUDA_DISPATCH=nccl (or auto)");
     if (comm_.rank() == 0) std::fprintf(stderr, "# epmoe cuda: dispatch over NCCL send/recv: %s\n", why.c_str());
-    return;
+    return no_symmetric_combine(why);
   }
+  combine_path_ = combine == 1 ? CombinePath::Nccl : CombinePath::Symmetric;
   symmetric_ = std::make_unique<SymmetricDispatch>(comm_, nccl_, plan_.shape.expert_width, model_.top_k, max_local_,
-                                                   max_tokens);
-}
-
-void CudaStages::choose_combine_path() {
-  const int choice = env_choice("EPMOE_CUDA_COMBINE", {"auto", "nccl", "symmetric"});
-  if (plan_.shape.mode != Mode::AllToAll || choice == 1) return;
-  EPMOE_REQUIRE(symmetric_ || choice == 0, ErrorKind::Usage,
-                "EPMOE_CUDA_COMBINE=symmetric needs the symmetric dispatch's windows, which this run does not use (",
-                "EPMOE_CUDA_DISPATCH=nccl, or a rank outside the NVLink domain); use EPMOE_CUDA_COMBINE=nccl or auto");
-  if (symmetric_) combine_path_ = CombinePath::Symmetric;
+                                                   max_tokens, combine_path_ == CombinePath::Symmetric);
 }
 
 void CudaStages::reserve_tokens(int tokens) {

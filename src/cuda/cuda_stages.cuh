@@ -144,10 +144,9 @@ class CudaStages {
 
  private:
   void reserve_tokens(int tokens);
-  // The symmetric dispatch where EPMOE_CUDA_DISPATCH and the machine allow it (collective).
+  // The symmetric dispatch where EPMOE_CUDA_DISPATCH and the machine allow it (collective), and combine_path_
+  // (EPMOE_CUDA_COMBINE).
   void make_symmetric_dispatch(int max_tokens);
-  // combine_path_ from EPMOE_CUDA_COMBINE, after make_symmetric_dispatch.
-  void choose_combine_path();
   // Room for `rows` rows of the experts' GEMM buffers (x_sorted, h, a, y); a new x_sorted is zeroed on `stream`, so
   // that the padding rows of the grouped layout read defined values.
   void reserve_gemm_rows(std::size_t rows, bool log, cudaStream_t stream);

@@ -218,7 +218,7 @@ bool SymmetricDispatch::available(const NcclComm& nccl, std::string* why) {
 }
 
 SymmetricDispatch::SymmetricDispatch(const MpiComm& comm, const NcclComm& nccl, int width, int top_k, int max_local,
-                                     int token_capacity)
+                                     int token_capacity, bool combine)
     : comm_(comm), nccl_(nccl) {
   EPMOE_REQUIRE(comm.size() <= kMaxRanks, ErrorKind::Config, "the symmetric dispatch supports at most ", kMaxRanks,
                 " ranks");
@@ -227,6 +227,7 @@ SymmetricDispatch::SymmetricDispatch(const MpiComm& comm, const NcclComm& nccl, 
   layout_.stride = 1 + max_local;
   layout_.width = width;
   layout_.top_k = top_k;
+  layout_.combine = combine;
   int device = 0;
   EPMOE_CUDA_CHECK(cudaGetDevice(&device));
   EPMOE_CUDA_CHECK(cudaDeviceGetAttribute(&sm_count_, cudaDevAttrMultiProcessorCount, device));
@@ -256,7 +257,7 @@ void SymmetricDispatch::allocate(int token_capacity) {
   L.meta = at;
   at = round_up(at + L.row_capacity * 2 * L.top_k * sizeof(int), kAlign);
   L.back = at;
-  at = round_up(at + L.row_capacity * L.width * sizeof(bf16), kAlign);
+  at = round_up(at + (L.combine ? L.row_capacity * L.width * sizeof(bf16) : 0), kAlign);
   L.mailbox = at;
   at = round_up(at + 2 * static_cast<std::size_t>(L.mailbox_words()) * sizeof(std::uint64_t), kAlign);
   L.flags = at;
@@ -303,7 +304,7 @@ void SymmetricDispatch::grow(std::size_t rows, cudaStream_t stream) {
   if (comm_.rank() == 0)
     std::fprintf(stderr,
                  "# epmoe cuda: growing the symmetric dispatch window from %d to %d tokens per rank (a rank receives "
-                 "%zu rows, %zu fit)\n",
+                 "or sends %zu rows, %zu fit)\n",
                  token_capacity_, capacity, rows, layout_.row_capacity);
   // Every rank stops using the old windows (its own GPU work done, then everyone's) before they go.
   EPMOE_CUDA_CHECK(cudaStreamSynchronize(stream));
@@ -350,6 +351,7 @@ void SymmetricDispatch::push(const bf16* xr, const int* ids, const float* weight
 void SymmetricDispatch::send_back(const bf16* y, int padded, const int* pair_pos, const int* meta, int num_rows,
                                   const float* b2, float scale, cudaStream_t stream) {
   const SymmetricLayout& L = layout_;
+  EPMOE_ASSERT(L.combine, "send_back on a window made without back rows");
   // Blocks stride over the rows (a block per row would make each of tens of thousands of blocks fence and count).
   const int blocks = std::clamp(num_rows, 1, 8 * sm_count_);
   const bool vec8 = padded % 8 == 0 && L.width % 8 == 0;

@@ -54,6 +54,7 @@ struct SymmetricLayout {
   std::size_t rows = 0, meta = 0, back = 0, mailbox = 0, flags = 0, back_flags = 0, bytes = 0;
   std::size_t row_capacity = 0;  // rows a window receives (and a rank sends) at most: ranks x token capacity
   int ranks = 0, stride = 0;     // stride = 1 + max_local: one rank's counts for one destination
+  bool combine = false;          // the window has back rows (the symmetric combine); else that part is empty
   int width = 0, top_k = 0;
   // One mailbox slot: [source, destination, stride] 64-bit words (count, forward tag).
   __host__ __device__ int mailbox_words() const { return ranks * ranks * stride; }
@@ -75,12 +76,13 @@ struct SymmetricLayout {
     for (int d = 0; d < destinations; ++d) rows += row_count(counts_at(source, d));
     return rows;
   }
-  // The most rows a rank receives or sends: what the windows must hold (every rank computes it from the same counts).
+  // The most rows a rank receives (or, with the combine, sends): what the windows must hold (every rank computes it
+  // from the same counts).
   template <class RowCount>
   __host__ __device__ std::size_t most_rows(RowCount row_count) const {
     std::size_t most = 0;
     for (int r = 0; r < ranks; ++r) {
-      const std::size_t in = rows_from(ranks, r, row_count), out = rows_to(r, ranks, row_count);
+      const std::size_t in = rows_from(ranks, r, row_count), out = combine ? rows_to(r, ranks, row_count) : 0;
       most = most > in ? most : in;
       most = most > out ? most : out;
     }
@@ -92,9 +94,10 @@ class SymmetricDispatch {
  public:
   // Whether every rank of `nccl` is in this rank's LSA team (load/store reachable). Not collective.
   static bool available(const NcclComm& nccl, std::string* why);
-  // Collective over `comm`/`nccl`: allocates and registers the window for `token_capacity` tokens per rank.
+  // Collective over `comm`/`nccl`: allocates and registers the window for `token_capacity` tokens per rank, with
+  // back rows for the combine (steps 5 and 6) when `combine`.
   SymmetricDispatch(const MpiComm& comm, const NcclComm& nccl, int width, int top_k, int max_local,
-                    int token_capacity);
+                    int token_capacity, bool combine);
   ~SymmetricDispatch();
   SymmetricDispatch(const SymmetricDispatch&) = delete;
   SymmetricDispatch& operator=(const SymmetricDispatch&) = delete;

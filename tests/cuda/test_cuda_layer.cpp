@@ -278,6 +278,19 @@ TEST_CASE("The symmetric dispatch and combine equal NCCL's over forwards of chan
     auto by_window_pushed = make_cuda_layer(model, parallel, comm, shard, options);
     unsetenv("EPMOE_CUDA_SHARED_START");
     unsetenv("EPMOE_CUDA_DISPATCH");
+    // The symmetric combine needs the symmetric dispatch's windows: asked for without them, every rank gets a usage
+    // error that names the setting (before any collective, so no rank waits for another).
+    setenv("EPMOE_CUDA_DISPATCH", "nccl", 1);
+    setenv("EPMOE_CUDA_COMBINE", "symmetric", 1);
+    std::string refused;
+    try {
+      make_cuda_layer(model, parallel, comm, shard, options);
+    } catch (const Error& e) {
+      refused = e.what();
+    }
+    unsetenv("EPMOE_CUDA_COMBINE");
+    unsetenv("EPMOE_CUDA_DISPATCH");
+    CHECK(refused.find("EPMOE_CUDA_COMBINE=symmetric needs the symmetric dispatch") != std::string::npos);
     CHECK_FALSE(cuda_layer_stats(*by_nccl).symmetric_dispatch);
     CHECK(cuda_layer_stats(*by_window).symmetric_dispatch);
     CHECK(cuda_layer_stats(*by_window).symmetric_combine);
