@@ -144,7 +144,8 @@ __device__ __forceinline__ void raise_flags_when_done(char* const* __restrict__ 
     if (done == gridDim.x - 1) {  // every block's rows are visible system-wide: tell the receivers
       *ticket = 0;
       __threadfence_system();
-      for (int d = 0; d < L.ranks; ++d) store_release_sys(reinterpret_cast<std::uint64_t*>(peers[d] + flags) + me, epoch);
+      for (int d = 0; d < L.ranks; ++d)
+        store_release_sys(reinterpret_cast<std::uint64_t*>(peers[d] + flags) + me, epoch);
     }
   }
 }
@@ -189,8 +190,9 @@ __global__ void push_kernel(const bf16* __restrict__ xr, const int* __restrict__
 template <int V>
 __global__ void send_back_kernel(const bf16* __restrict__ y, int padded, const int* __restrict__ pair_pos,
                                  const int* __restrict__ meta, int N, const float* __restrict__ b2, float scale,
-                                 char* const* __restrict__ peers, SymmetricLayout L, const std::size_t* __restrict__ bases,
-                                 int me, std::uint64_t epoch, unsigned int* ticket) {
+                                 char* const* __restrict__ peers, SymmetricLayout L,
+                                 const std::size_t* __restrict__ bases, int me, std::uint64_t epoch,
+                                 unsigned int* ticket) {
   const int R = L.ranks;
   for (std::size_t i = blockIdx.x; i < static_cast<std::size_t>(N); i += gridDim.x) {
     int lo = 0, hi = R;  // the first source whose base is past i, less one
@@ -405,7 +407,9 @@ void SymmetricDispatch::check_timeouts() const {
   const int code = *reinterpret_cast<volatile const int*>(timeout_.data());
   if (code == 0) return;
   const int offset = code > kBackWait ? kBackWait : code > kPayloadWait ? kPayloadWait : 0;
-  const char* what = offset == kBackWait ? "combine rows" : offset == kPayloadWait ? "dispatch rows" : "dispatch counts";
+  const char* what = offset == kBackWait      ? "combine rows"
+                     : offset == kPayloadWait ? "dispatch rows"
+                                              : "dispatch counts";
   const int peer = code - 1 - offset;
   EPMOE_THROW(ErrorKind::Runtime, "rank ", comm_.rank(), " waited ", kTimeoutNs / 1000000000ull, " s for the ", what,
               " of rank ", peer,

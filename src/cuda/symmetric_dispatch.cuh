@@ -114,8 +114,8 @@ class SymmetricDispatch {
   // on other streams starts once this rank's rows are sent (EPMOE_CUDA_SHARED_START=pushed).
   void wait_rows();
   // Waits for the mailbox copy: [source, destination, stride] ints of this forward. Throws when a rank timed out.
-  // When some rank receives (or sends) more rows than a window holds (every rank sees it in the same counts, and steps 3 and
-  // 4 then did nothing), grows every rank's window (collective, with a log line) and runs this forward's
+  // When some rank receives (or sends) more rows than a window holds (every rank sees it in the same counts, and
+  // steps 3 and 4 then did nothing), grows every rank's window (collective, with a log line) and runs this forward's
   // exchange_counts, push and wait_rows again, with their last arguments.
   const int* host_counts();
   int token_capacity() const { return token_capacity_; }

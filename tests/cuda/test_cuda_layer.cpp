@@ -249,7 +249,8 @@ TEST_CASE("Grouped expert GEMMs under skewed routing (several buckets) equal the
   CHECK(most_buckets > 1);
 }
 
-TEST_CASE("The symmetric dispatch and combine equal NCCL's over forwards of changing sizes", "[cuda][layer][dispatch]") {
+TEST_CASE("The symmetric dispatch and combine equal NCCL's over forwards of changing sizes",
+          "[cuda][layer][dispatch]") {
   const MpiComm comm;
   const std::uint64_t seed = fresh_seed(comm, "symmetric dispatch");
   // deepseek-mini: shared expert beside the dispatch, grouped router; gpt-oss-mini: width 180 (rows of 360 bytes,
