@@ -177,7 +177,9 @@ void CudaStages::reserve_tokens(int tokens) {
     send_rows_.reserve(T * fanout * Din, false);
     send_meta_.reserve(T * fanout * 2 * K, false);
   }
-  back_.reserve(T * fanout * Din, false);
+  // The NCCL combine's buffers: the experts' sums (partial) and the rows back (the symmetric combine uses the windows).
+  const bool nccl_combine = plan_.shape.mode == Mode::AllToAll && combine_path_ == CombinePath::Nccl;
+  if (nccl_combine) back_.reserve(T * fanout * Din, false);
   // Expected traffic with balanced routing; larger batches grow these with a log line.
   const std::size_t rows = plan_.shape.mode == Mode::AllToAll ? T * fanout : T;
   const std::size_t pairs = T * K;
@@ -185,7 +187,7 @@ void CudaStages::reserve_tokens(int tokens) {
     recv_rows_.reserve(rows * Din, false);
     recv_meta_.reserve(rows * 2 * K, false);
   }
-  partial_.reserve(rows * Din, false);
+  if (nccl_combine) partial_.reserve(rows * Din, false);
   pair_pos_.reserve(rows * K, false);
   // The experts' GEMM rows: the pairs with room for the grouped layout (ExpertGemm: some padding, or up to 128 rows
   // per expert).
