@@ -30,6 +30,7 @@ struct Args {
   int tokens = 128;
   epmoe::Mode mode = epmoe::Mode::AllToAll;
   int pad = 0;
+  epmoe::Placement placement = epmoe::Placement::Linear;
   int iters = 20;
   int warmup = 5;
   bool verify = false;
@@ -53,6 +54,7 @@ Args parse(int argc, char** argv) {
     else if (f == "--tokens") a.tokens = std::stoi(value());
     else if (f == "--mode") a.mode = epmoe::parse_mode(value(), "--mode");
     else if (f == "--pad") a.pad = std::stoi(value());
+    else if (f == "--placement") a.placement = epmoe::parse_placement(value(), "--placement");
     else if (f == "--iters") a.iters = std::stoi(value());
     else if (f == "--warmup") a.warmup = std::stoi(value());
     else if (f == "--verify") a.verify = true;
@@ -61,8 +63,8 @@ Args parse(int argc, char** argv) {
     else if (f == "--seed") a.seed = std::stoull(value());
     else if (f == "--experts") a.experts = std::stoi(value());
     else EPMOE_THROW(epmoe::ErrorKind::Usage, "unknown flag ", f,
-                     "; flags: --preset --tokens --mode --pad --iters --warmup --verify --staged --json --seed "
-                     "--experts");
+                     "; flags: --preset --tokens --mode --pad --placement --iters --warmup --verify --staged --json "
+                     "--seed --experts");
   }
   return a;
 }
@@ -116,6 +118,7 @@ int run(const Args& args, const epmoe::MpiComm& comm) {
   ParallelConfig parallel;
   parallel.mode = args.mode;
   parallel.pad_multiple = args.pad;
+  parallel.placement = args.placement;
   parallel.validate(model, comm.size());
   CudaOptions options;
   options.max_tokens = args.tokens;
@@ -254,9 +257,10 @@ int run(const Args& args, const epmoe::MpiComm& comm) {
   if (comm.rank() == 0) {
     std::printf("# epmoe_cuda_bench: %s\n", args.command.c_str());
     for (int r = 0; r < comm.size(); ++r) std::printf("# rank %d: %s\n", r, devices[r].c_str());
-    std::printf("# model: %s\n# mode %s, pad %d, %d tokens per rank, %d ranks, %d iterations (median of the slowest "
-                "rank), %d warm-up%s\n",
-                model.summary().c_str(), to_string(args.mode), args.pad, args.tokens, comm.size(),
+    std::printf("# model: %s\n# mode %s, pad %d, placement %s, %d tokens per rank, %d ranks, %d iterations (median of "
+                "the slowest rank), %d warm-up%s\n",
+                model.summary().c_str(), to_string(args.mode), args.pad, to_string(args.placement), args.tokens,
+                comm.size(),
                 std::max(args.iters, 1), args.warmup,
                 args.staged ? ", staged (input copied in and output out around each forward)"
                             : ", resident (input on the device, output left there)");
@@ -323,7 +327,8 @@ int run(const Args& args, const epmoe::MpiComm& comm) {
       std::ofstream j(args.json);
       j << "{\"command\": \"" << args.command << "\", \"device\": \"" << devices[0] << "\", \"ranks\": " << comm.size()
         << ", \"preset\": \"" << args.preset << "\", \"mode\": \"" << to_string(args.mode)
-        << "\", \"pad\": " << args.pad << ", \"tokens_per_rank\": " << args.tokens << ", \"dispatch\": \""
+        << "\", \"pad\": " << args.pad << ", \"placement\": \"" << to_string(args.placement)
+        << "\", \"tokens_per_rank\": " << args.tokens << ", \"dispatch\": \""
         << (stats.symmetric_dispatch ? "symmetric" : "nccl") << "\", \"combine\": \""
         << (stats.symmetric_combine ? "symmetric" : "nccl") << "\""
         << ", \"iters\": " << args.iters << ", \"staged\": " << (args.staged ? "true" : "false")
