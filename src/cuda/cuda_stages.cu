@@ -537,6 +537,7 @@ CudaStages::Rows CudaStages::combine(const Partial& partial, const Batch& batch)
   StageTimer timer(clock_, &PhaseTimes::combine, stream());
   const int Din = partial.rows.cols, R = comm_.size(), T = batch.home_tokens;
   EPMOE_ASSERT(Din == plan_.shape.expert_width, "combine input width ", Din);
+  last_combine_bytes = partial.rows.size() * sizeof(bf16);  // one row per received row goes home
   if (combine_path_ == CombinePath::Symmetric) {
     // The trim happens here: each received row's weighted sum, written at width Din into its home's window.
     EPMOE_ASSERT(!partial.rows.data && partial.pair_out == y_.data(), "the symmetric combine sums the pairs itself");
@@ -549,7 +550,6 @@ CudaStages::Rows CudaStages::combine(const Partial& partial, const Batch& batch)
     }
     combine_sum(symmetric_->back_rows(), Din, flags_.data(), positions_.data(), T, R, routed_.data(), stream());
     trace_.gpu(ForwardTrace::kCombined, stream());
-    last_combine_bytes = static_cast<std::size_t>(partial.rows.rows) * Din * sizeof(bf16);
     return Rows{routed_.data(), T, Din};
   }
   EPMOE_ASSERT(partial.rows.data == partial_.data(), "the NCCL combine sends the experts' sums");
@@ -569,7 +569,6 @@ CudaStages::Rows CudaStages::combine(const Partial& partial, const Batch& batch)
   }
   combine_sum(back_.data(), Din, flags_.data(), positions_.data(), T, R, routed_.data(), stream());
   trace_.gpu(ForwardTrace::kCombined, stream());
-  last_combine_bytes = sent_back * sizeof(bf16);
   return Rows{routed_.data(), T, Din};
 }
 

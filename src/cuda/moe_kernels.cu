@@ -290,12 +290,6 @@ __global__ void fill_counter_uniform_kernel(T* __restrict__ dst, int rows, int c
   }
 }
 
-bool vec8_ok(std::initializer_list<long> values) {
-  for (long v : values)
-    if (v % 8) return false;
-  return true;
-}
-
 }  // namespace
 
 void convert_f32_to_bf16(const float* in, bf16* out, std::size_t n, cudaStream_t stream, int* not_bf16) {

@@ -6,8 +6,16 @@
 #include <cuda_bf16.h>
 
 #include <cstddef>
+#include <initializer_list>
 
 namespace epmoe::cuda {
+
+// Whether rows of these widths (and strides) allow the V = 8 accesses below: every value a multiple of 8.
+inline bool vec8_ok(std::initializer_list<long> values) {
+  for (long v : values)
+    if (v % 8) return false;
+  return true;
+}
 
 // V consecutive bf16 <-> float; V = 8 uses one 16-byte access.
 template <int V>

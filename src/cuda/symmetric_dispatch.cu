@@ -24,12 +24,10 @@ constexpr int kBackThreads = 128;     // as weighted_sum's blocks (moe_kernels.c
 
 std::size_t round_up(std::size_t n, std::size_t a) { return (n + a - 1) / a * a; }
 
-// flags part of a window: [R] u64: rows arrived from rank r; back_flags: rows back from rank r.
-__host__ __device__ __forceinline__ std::uint64_t* payload_flags(char* window, const SymmetricLayout& L) {
-  return reinterpret_cast<std::uint64_t*>(window + L.flags);
-}
-__host__ __device__ __forceinline__ std::uint64_t* back_flags(char* window, const SymmetricLayout& L) {
-  return reinterpret_cast<std::uint64_t*>(window + L.back_flags);
+// A flags part of a window ([R] u64 at byte offset L.flags: rows arrived from rank r; L.back_flags: rows back
+// from rank r).
+__host__ __device__ __forceinline__ std::uint64_t* flag_words(char* window, std::size_t offset) {
+  return reinterpret_cast<std::uint64_t*>(window + offset);
 }
 // A mailbox word: the count in the low half, the forward's tag in the high half (one 64-bit store writes both).
 __host__ __device__ __forceinline__ std::uint64_t* mailbox_slot(char* window, const SymmetricLayout& L,
@@ -98,13 +96,17 @@ __global__ void post_wait_counts_kernel(const int* __restrict__ sent, char* cons
                                         const std::uint64_t* slot, int* timeout, int* overflow, std::size_t* bases) {
   post_counts(sent, peers, L, me, epoch, stamps);
   wait_counts(slot, L.mailbox_words(), L.ranks * L.stride, epoch, timeout);
+  __shared__ int over;
+  if (threadIdx.x == 0) over = 0;
   __syncthreads();
   const auto row_count = [slot](std::size_t word) { return static_cast<std::uint32_t>(load_relaxed_sys(slot + word)); };
-  if (threadIdx.x == 0) *overflow = L.most_rows(row_count) > L.row_capacity ? 1 : 0;
-  for (int h = threadIdx.x; h < L.ranks; h += blockDim.x) {
-    bases[h] = L.rows_from(h, me, row_count);
-    bases[L.ranks + h] = L.rows_to(h, me, row_count);
+  for (int r = threadIdx.x; r < L.ranks; r += blockDim.x) {  // a rank per thread: O(R) each, not O(R^2) in one
+    if (L.rows_needed(r, row_count) > L.row_capacity) atomicOr(&over, 1);
+    bases[r] = L.rows_from(r, me, row_count);
+    bases[L.ranks + r] = L.rows_to(r, me, row_count);
   }
+  __syncthreads();
+  if (threadIdx.x == 0) *overflow = over;
 }
 
 // 4: until flags[r] >= epoch for every rank r (acquire).
@@ -144,8 +146,7 @@ __device__ __forceinline__ void raise_flags_when_done(char* const* __restrict__ 
     if (done == gridDim.x - 1) {  // every block's rows are visible system-wide: tell the receivers
       *ticket = 0;
       __threadfence_system();
-      for (int d = 0; d < L.ranks; ++d)
-        store_release_sys(reinterpret_cast<std::uint64_t*>(peers[d] + flags) + me, epoch);
+      for (int d = 0; d < L.ranks; ++d) store_release_sys(flag_words(peers[d], flags) + me, epoch);
     }
   }
 }
@@ -356,29 +357,23 @@ void SymmetricDispatch::send_back(const bf16* y, int padded, const int* pair_pos
   EPMOE_ASSERT(L.combine, "send_back on a window made without back rows");
   // Blocks stride over the rows (a block per row would make each of tens of thousands of blocks fence and count).
   const int blocks = std::clamp(num_rows, 1, 8 * sm_count_);
-  const bool vec8 = padded % 8 == 0 && L.width % 8 == 0;
-  if (vec8)
-    send_back_kernel<8><<<blocks, kBackThreads, 0, stream>>>(y, padded, pair_pos, meta, num_rows, b2, scale,
-                                                             peers_.data(), L, bases_.data(), comm_.rank(), epoch_,
-                                                             ticket_.data() + 1);
-  else
-    send_back_kernel<1><<<blocks, kBackThreads, 0, stream>>>(y, padded, pair_pos, meta, num_rows, b2, scale,
-                                                             peers_.data(), L, bases_.data(), comm_.rank(), epoch_,
-                                                             ticket_.data() + 1);
+  const auto kernel = vec8_ok({padded, L.width}) ? send_back_kernel<8> : send_back_kernel<1>;
+  kernel<<<blocks, kBackThreads, 0, stream>>>(y, padded, pair_pos, meta, num_rows, b2, scale, peers_.data(), L,
+                                              bases_.data(), comm_.rank(), epoch_, ticket_.data() + 1);
   EPMOE_CUDA_LAUNCH_CHECK();
 }
 
 void SymmetricDispatch::wait_back(cudaStream_t stream) {
   const SymmetricLayout& L = layout_;
-  wait_flags_kernel<<<1, 32 * ((L.ranks + 31) / 32), 0, stream>>>(back_flags(static_cast<char*>(window_), L), L.ranks,
-                                                                   epoch_, kBackWait, timeout_.data(),
-                                                                   overflow_.data());
+  wait_flags_kernel<<<1, 32 * ((L.ranks + 31) / 32), 0, stream>>>(
+      flag_words(static_cast<char*>(window_), L.back_flags), L.ranks, epoch_, kBackWait, timeout_.data(),
+      overflow_.data());
   EPMOE_CUDA_LAUNCH_CHECK();
 }
 
 void SymmetricDispatch::wait_rows() {
   const SymmetricLayout& L = layout_;
-  const std::uint64_t* arrived = payload_flags(static_cast<char*>(window_), L);
+  const std::uint64_t* arrived = flag_words(static_cast<char*>(window_), L.flags);
   wait_flags_kernel<<<1, 32 * ((L.ranks + 31) / 32), 0, last_push_.stream>>>(arrived, L.ranks, epoch_, kPayloadWait,
                                                                               timeout_.data(), overflow_.data());
   EPMOE_CUDA_LAUNCH_CHECK();
@@ -392,7 +387,8 @@ const int* SymmetricDispatch::host_counts() {
       host_counts_[i] = static_cast<int>(static_cast<std::uint32_t>(host_words_.data()[i]));
     // The kernels' overflow test, on the same counts (every rank reaches the same answer).
     const auto row_count = [this](std::size_t i) { return static_cast<std::size_t>(host_counts_[i]); };
-    const std::size_t most = layout_.most_rows(row_count);
+    std::size_t most = 0;
+    for (int r = 0; r < layout_.ranks; ++r) most = std::max(most, layout_.rows_needed(r, row_count));
     if (most <= layout_.row_capacity) return host_counts_.data();
     // Steps 3 and 4 did nothing on any rank: grow every window, then this forward's dispatch again.
     const PushArgs p = last_push_;

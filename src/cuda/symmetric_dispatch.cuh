@@ -15,12 +15,12 @@
 // Beside 3 and 4, on a stream of its own, the mailbox goes to the host: the host waits for the counts (the layer's
 // one host synchronization) while the rows move, instead of before.
 // The combine runs over the same windows (EPMOE_CUDA_COMBINE, CudaStages::combine):
-//   5. send back:    a block per received row forms the row's weighted sum over its pairs (the arithmetic of the
-//                    experts' weighted_sum, so the outputs are bit-identical) and stores the trimmed row straight into
-//                    its home rank's combine rows, at (rows the home sent to ranks below this one) + (the row's index
-//                    among the home's rows here): the place the home's send layout gave it, so the home's
-//                    combine_sum reads its window as it reads NCCL's receive buffer; the last block raises a flag per
-//                    home rank;
+//   5. send back:    blocks striding over the received rows form each row's weighted sum over its pairs (the
+//                    arithmetic of the experts' weighted_sum, so the outputs are bit-identical) and store the
+//                    trimmed row straight into its home rank's combine rows, at (rows the home sent to ranks below
+//                    this one) + (the row's index among the home's rows here): the place the home's send layout gave
+//                    it, so the home's combine_sum reads its window as it reads NCCL's receive buffer; the last block
+//                    raises a flag per home rank;
 //   6. wait:         until every rank's rows are back here.
 //
 // Reuse of the window across forwards is safe without further barriers: a rank posts the counts of forward e + 1
@@ -76,17 +76,11 @@ struct SymmetricLayout {
     for (int d = 0; d < destinations; ++d) rows += row_count(counts_at(source, d));
     return rows;
   }
-  // The most rows a rank receives (or, with the combine, sends): what the windows must hold (every rank computes it
-  // from the same counts).
+  // The rows rank r's window must hold: those it receives, or, with the combine, those it sends if more.
   template <class RowCount>
-  __host__ __device__ std::size_t most_rows(RowCount row_count) const {
-    std::size_t most = 0;
-    for (int r = 0; r < ranks; ++r) {
-      const std::size_t in = rows_from(ranks, r, row_count), out = combine ? rows_to(r, ranks, row_count) : 0;
-      most = most > in ? most : in;
-      most = most > out ? most : out;
-    }
-    return most;
+  __host__ __device__ std::size_t rows_needed(int r, RowCount row_count) const {
+    const std::size_t in = rows_from(ranks, r, row_count), out = combine ? rows_to(r, ranks, row_count) : 0;
+    return in > out ? in : out;
   }
 };
 
@@ -139,7 +133,7 @@ class SymmetricDispatch {
  private:
   void allocate(int token_capacity);
   void release() noexcept;
-  void grow(std::size_t rows, cudaStream_t stream);  // to receive `rows` rows per rank at least
+  void grow(std::size_t rows, cudaStream_t stream);  // to hold `rows` rows per window at least
   struct ExchangeArgs {
     const int* sent = nullptr;
     cudaStream_t stream = nullptr;
@@ -172,7 +166,8 @@ class SymmetricDispatch {
   DeviceBuffer<int> overflow_;         // 1 when this forward's counts do not fit some rank's window
   PinnedBuffer<std::uint64_t> host_words_;  // the mailbox slot of the forward, as copied
   std::vector<int> host_counts_;             // its counts
-  PinnedBuffer<int> timeout_;          // 0, or 1 + the rank a wait gave up on (+ 1000: the payload wait)
+  // 0, or 1 + the rank a wait gave up on (+ 1000: the payload wait; + 2000: the combine's wait).
+  PinnedBuffer<int> timeout_;
   Stream copy_stream_;
   Event counts_arrived_{false}, counts_copied_{false};
   int sm_count_ = 0;

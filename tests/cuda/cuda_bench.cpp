@@ -260,8 +260,7 @@ int run(const Args& args, const epmoe::MpiComm& comm) {
     std::printf("# model: %s\n# mode %s, pad %d, placement %s, %d tokens per rank, %d ranks, %d iterations (median of "
                 "the slowest rank), %d warm-up%s\n",
                 model.summary().c_str(), to_string(args.mode), args.pad, to_string(args.placement), args.tokens,
-                comm.size(),
-                std::max(args.iters, 1), args.warmup,
+                comm.size(), std::max(args.iters, 1), args.warmup,
                 args.staged ? ", staged (input copied in and output out around each forward)"
                             : ", resident (input on the device, output left there)");
     std::printf("# per rank: %.0f pairs (max %.0f), dispatch %.1f MB, combine %.1f MB, device memory %.2f GiB "
