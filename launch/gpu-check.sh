@@ -6,7 +6,7 @@
 # Environment: BENCH_PRESETS, BENCH_TOKENS, BENCH_RANKS, BENCH_STREAMS, BENCH_GEMM (grouped streams cutlass: the
 # EPMOE_CUDA_EXPERT_GEMM values to compare), BENCH_FILL (EPMOE_CUDA_GROUP_FILL values), BENCH_ENV (settings to
 # compare, each "default" or VAR=value[,VAR=value...], e.g. "default EPMOE_CUDA_DISPATCH=nccl") override the
-# benchmark matrix; BENCH_ARGS extra flags of every benchmark run (e.g. --resident); TEST_RANKS the ranks of the layer tests (default 1 2 4); BUILD_DIR the build folder.
+# benchmark matrix; BENCH_ARGS extra flags of every benchmark run (e.g. --staged); TEST_RANKS the ranks of the layer tests (default 1 2 4); BUILD_DIR the build folder.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 OUT=${OUT:-$PWD/gpu-check-out}

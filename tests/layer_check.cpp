@@ -28,7 +28,7 @@ LayerCheck check_layer(const ModelConfig& model, const ParallelConfig& parallel,
                        double tie_tolerance) {
   LayerWeights full = generate_layer_weights(model, seed, 0, all_experts(model));
   if (tweak) tweak(full);
-  const ExpertPlacement placement(model.num_experts, comm.size(), parallel.placement);
+  const ExpertPlacement placement(model.num_experts, comm.size(), parallel);
   auto layer = factory(model, parallel, comm, slice_experts(model, full, placement.experts_of(comm.rank())));
 
   // Fresh tokens: alltoall gives each rank its own rows of one global stream; allreduce the same rows everywhere.

@@ -1,4 +1,5 @@
 // Configuration, presets and expert placement.
+#include <algorithm>
 #include <cstdlib>
 #include <set>
 #include <string>
@@ -143,6 +144,51 @@ TEST_CASE("placement: every expert has exactly one owner, local indices ascend",
   const ExpertPlacement rr(10, 4, Placement::RoundRobin);
   REQUIRE(rr.experts_of(1) == std::vector<int>{1, 5, 9});
   REQUIRE(contains(error_of([] { ExpertPlacement(4, 5, Placement::Linear); }), "more ranks (5) than experts (4)"));
+}
+
+TEST_CASE("balanced placement: linear's expert counts, the heaviest spread first, strict owner maps", "[placement]") {
+  // Loads of 12 experts on 3 ranks (4 each): linear puts the three heaviest (0, 1, 2) on rank 0.
+  const std::vector<double> loads = {90, 80, 70, 10, 10, 10, 10, 10, 5, 5, 5, 5};
+  const std::vector<int> owner = balanced_expert_owner(loads, 3);
+  REQUIRE(owner == balanced_expert_owner(loads, 3));  // deterministic
+  ParallelConfig parallel;
+  parallel.placement = Placement::Balanced;
+  parallel.expert_owner = owner;
+  const ExpertPlacement pl(12, 3, parallel);
+  REQUIRE(pl.kind() == Placement::Balanced);
+  REQUIRE(pl.owner(0) != pl.owner(1));
+  REQUIRE(pl.owner(1) != pl.owner(2));
+  REQUIRE(pl.owner(0) != pl.owner(2));
+  const std::vector<double> by_balanced = rank_loads(loads, pl);
+  const std::vector<double> by_linear = rank_loads(loads, ExpertPlacement(12, 3, Placement::Linear));
+  REQUIRE(by_linear == std::vector<double>{250, 40, 20});
+  REQUIRE(*std::max_element(by_balanced.begin(), by_balanced.end()) == 105);  // the best split (greedy alone: 110)
+  for (int r = 0; r < 3; ++r) {
+    REQUIRE(pl.experts_of(r).size() == 4u);
+    for (std::size_t i = 1; i < pl.experts_of(r).size(); ++i) REQUIRE(pl.experts_of(r)[i] > pl.experts_of(r)[i - 1]);
+  }
+  // Uneven: 7 experts on 3 ranks keep linear's 3, 2, 2.
+  const ExpertPlacement seven(7, 3, ParallelConfig{Mode::AllToAll, Placement::Balanced, 0,
+                                                   balanced_expert_owner({1, 1, 1, 1, 1, 1, 9}, 3)});
+  REQUIRE(seven.experts_of(0).size() == 3u);
+  REQUIRE(seven.experts_of(1).size() == 2u);
+  REQUIRE(seven.experts_of(2).size() == 2u);
+  REQUIRE(to_string(parse_placement("balanced", "--placement")) == std::string("balanced"));
+  // Owner maps that cannot hold, and balanced without one.
+  const auto with_owner = [](std::vector<int> o) {
+    return [o] { ExpertPlacement(4, 2, ParallelConfig{Mode::AllToAll, Placement::Balanced, 0, o}); };
+  };
+  REQUIRE(contains(error_of(with_owner({0, 1, 0})), "3 entries for 4 experts"));
+  REQUIRE(contains(error_of(with_owner({0, 1, 2, 0})), "expert 2 has owner 2, outside the 2 ranks"));
+  REQUIRE(contains(error_of(with_owner({0, 0, 0, 1})), "as many experts as linear placement"));
+  REQUIRE(contains(error_of([] { ExpertPlacement(4, 2, Placement::Balanced); }), "needs the experts' owner map"));
+  REQUIRE(contains(error_of([] { balanced_expert_owner({1, 2}, 3); }), "more ranks (3) than experts (2)"));
+  ParallelConfig no_map;
+  no_map.placement = Placement::Balanced;
+  REQUIRE(contains(error_of([&] { no_map.validate(make_preset("qwen3-mini"), 2); }), "placement balanced needs the owner"));
+  ParallelConfig stray;
+  stray.expert_owner = {0, 1};
+  REQUIRE(contains(error_of([&] { stray.validate(make_preset("qwen3-mini"), 2); }), "it belongs to placement balanced"));
 }
 
 TEST_CASE("the CUDA backend's environment settings are parsed strictly", "[config]") {

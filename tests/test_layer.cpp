@@ -4,7 +4,9 @@
 #include <mpi.h>
 
 #include "catch.hpp"
+#include "epmoe/placement.hpp"
 #include "epmoe/presets.hpp"
+#include "epmoe/weights.hpp"
 #include "layer_check.hpp"
 
 using namespace epmoe;
@@ -28,7 +30,7 @@ TEST_CASE("every mini preset x mode x padding x placement equals the reference",
     for (Mode mode : {Mode::AllToAll, Mode::AllReduce}) {
       for (int pad : {0, 256}) {
         for (Placement placement : {Placement::Linear, Placement::RoundRobin}) {
-          const ParallelConfig parallel{mode, placement, pad};
+          const ParallelConfig parallel{mode, placement, pad, {}};
           const auto check = check_layer(model, parallel, comm, tokens_for(comm.rank(), 40), ++seed, cpu_factory());
           CAPTURE(name, to_string(mode), pad, to_string(placement), comm.size(), check.describe());
           REQUIRE(check.passed(kTolerance));
@@ -38,11 +40,41 @@ TEST_CASE("every mini preset x mode x padding x placement equals the reference",
   }
 }
 
+TEST_CASE("balanced placement from the loads a layer's routing measures equals the reference", "[layer][placement]") {
+  const MpiComm comm = world();
+  std::uint64_t seed = 300;
+  for (const std::string name : {"deepseek-mini", "gpt-oss-mini"}) {
+    const ModelConfig model = make_preset(name);
+    const int E = model.num_experts, R = comm.size(), T = 48;
+    const ParallelConfig linear{Mode::AllToAll, Placement::Linear, 0, {}};
+    const ExpertPlacement lin(E, R, linear);
+    auto probe = make_cpu_layer(model, linear, comm, generate_layer_weights(model, ++seed, 0, lin.experts_of(comm.rank())));
+    const std::vector<double> loads =
+        measure_expert_loads(*probe, generate_tokens(T, model.hidden_size, ++seed, T * comm.rank()), comm, E);
+    double pairs = 0;
+    for (double l : loads) pairs += l;
+    REQUIRE(pairs == static_cast<double>(T) * R * model.top_k);  // every rank's pairs, each counted once
+    const ParallelConfig balanced{Mode::AllToAll, Placement::Balanced, 0, balanced_expert_owner(loads, R)};
+    const std::vector<double> by_linear = rank_loads(loads, lin);
+    const std::vector<double> by_balanced = rank_loads(loads, ExpertPlacement(E, R, balanced));
+    CAPTURE(name, R, by_linear, by_balanced);
+    REQUIRE(*std::max_element(by_balanced.begin(), by_balanced.end()) <=
+            *std::max_element(by_linear.begin(), by_linear.end()));
+    for (int pad : {0, 256}) {
+      ParallelConfig p = balanced;
+      p.pad_multiple = pad;
+      const auto check = check_layer(model, p, comm, tokens_for(comm.rank(), 40), ++seed, cpu_factory());
+      CAPTURE(pad, check.describe());
+      REQUIRE(check.passed(kTolerance));
+    }
+  }
+}
+
 TEST_CASE("edge cases: one token, zero tokens everywhere but rank 0, all tokens on one expert", "[layer]") {
   const MpiComm comm = world();
   const ModelConfig model = make_preset("gpt-oss-mini");
   for (Mode mode : {Mode::AllToAll, Mode::AllReduce}) {
-    const ParallelConfig parallel{mode, Placement::Linear, 256};
+    const ParallelConfig parallel{mode, Placement::Linear, 256, {}};
     SECTION(std::string("T = 1 on every rank, ") + to_string(mode)) {
       const auto check = check_layer(model, parallel, comm, 1, 7, cpu_factory());
       CAPTURE(check.describe());
@@ -73,7 +105,7 @@ TEST_CASE("top_k equal to the experts per rank, gelu, and a latent model without
   model.routed_scaling_factor = 1.5f;
   for (Mode mode : {Mode::AllToAll, Mode::AllReduce}) {
     for (int pad : {0, 256}) {
-      const auto check = check_layer(model, ParallelConfig{mode, Placement::RoundRobin, pad}, comm, 17, 11, cpu_factory());
+      const auto check = check_layer(model, ParallelConfig{mode, Placement::RoundRobin, pad, {}}, comm, 17, 11, cpu_factory());
       CAPTURE(to_string(mode), pad, check.describe());
       REQUIRE(check.passed(kTolerance));
     }
@@ -82,7 +114,7 @@ TEST_CASE("top_k equal to the experts per rank, gelu, and a latent model without
   latent.num_shared_experts = 0;
   latent.shared_intermediate_size = 0;
   for (Mode mode : {Mode::AllToAll, Mode::AllReduce}) {
-    const auto check = check_layer(latent, ParallelConfig{mode, Placement::Linear, 128}, comm, 21, 12, cpu_factory());
+    const auto check = check_layer(latent, ParallelConfig{mode, Placement::Linear, 128, {}}, comm, 21, 12, cpu_factory());
     CAPTURE(to_string(mode), check.describe());
     REQUIRE(check.passed(kTolerance));
   }
@@ -96,7 +128,7 @@ TEST_CASE("regression: GPT-OSS-like padded layer in allreduce mode (trimmed view
   const MpiComm comm = world();
   const ModelConfig model = make_preset("gpt-oss-mini");  // D 180, not a multiple of 128; no shared expert
   for (int pad : {128, 256}) {
-    const auto check = check_layer(model, ParallelConfig{Mode::AllReduce, Placement::Linear, pad}, comm, 48, 21,
+    const auto check = check_layer(model, ParallelConfig{Mode::AllReduce, Placement::Linear, pad, {}}, comm, 48, 21,
                                    cpu_factory());
     CAPTURE(pad, comm.size(), check.describe());
     REQUIRE(check.plan.find("all_reduce[180") != std::string::npos);
@@ -113,7 +145,7 @@ TEST_CASE("regression: Nemotron-like padded layer with a shared expert ([T,2816]
   const MpiComm comm = world();
   const ModelConfig model = make_preset("nemotron-mini");  // D 168 -> 256 with pad 256
   for (Mode mode : {Mode::AllToAll, Mode::AllReduce}) {
-    const auto check = check_layer(model, ParallelConfig{mode, Placement::Linear, 256}, comm, 40, 22, cpu_factory());
+    const auto check = check_layer(model, ParallelConfig{mode, Placement::Linear, 256, {}}, comm, 40, 22, cpu_factory());
     CAPTURE(to_string(mode), comm.size(), check.describe());
     REQUIRE(check.plan.find("168->256->168 trim") != std::string::npos);
     REQUIRE(check.plan.find("shared_add[168]") != std::string::npos);

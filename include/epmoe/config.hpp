@@ -11,7 +11,7 @@ enum class ScoringFunc { Softmax, Sigmoid };
 enum class TopkMethod { Plain, Grouped };
 enum class Activation { Silu, Gelu, SwigluOai, Relu2 };
 enum class Mode { AllToAll, AllReduce };
-enum class Placement { Linear, RoundRobin };
+enum class Placement { Linear, RoundRobin, Balanced };
 enum class BackendKind { Cpu, Cuda };
 
 const char* to_string(ScoringFunc v);
@@ -74,6 +74,9 @@ struct ParallelConfig {
   Mode mode = Mode::AllToAll;
   Placement placement = Placement::Linear;
   int pad_multiple = 0;  // 0 = no padding; else the expert width is rounded up to a multiple of this
+  // Placement::Balanced only: the owner rank of every expert [num_experts], from measured loads
+  // (balanced_expert_owner in placement.hpp); the same on every rank.
+  std::vector<int> expert_owner;
   // Throws ErrorKind::Config when these choices cannot run `model` on `num_ranks` ranks.
   void validate(const ModelConfig& model, int num_ranks) const;
 };

@@ -50,6 +50,16 @@ class LayerRunner {
   virtual void force_expert_ids(const Matrix<int>* ids);
 };
 
+// The pairs per expert [num_experts] that the routing of `probe` gives `tokens` (this rank's), summed over the
+// ranks of `comm`: the same on every rank, the input of balanced_expert_owner (placement.hpp). One forward;
+// collective. The probe's placement does not change its routing: build it with linear placement.
+std::vector<double> measure_expert_loads(LayerRunner& probe, const Matrix<float>& tokens, const MpiComm& comm,
+                                         int num_experts);
+
+// The routing the router of `router` (its router tensors; experts not needed) gives x [T, D], computed on the host
+// as the CPU backend's route stage computes it (float32 GEMM, then select_topk).
+Routing route_on_host(const ModelConfig& model, const LayerWeights& router, const Matrix<float>& x);
+
 // `shard` holds this rank's experts (placement.experts_of(rank)) and the full router, shared and latent weights.
 std::unique_ptr<LayerRunner> make_cpu_layer(const ModelConfig& model, const ParallelConfig& parallel,
                                             const MpiComm& comm, const LayerWeights& shard);

@@ -159,7 +159,7 @@ int cmd_bench(const Args& args, const MpiComm& comm) {
   RunSetup s = prepare_run(opt, comm);
   s.tolerance = s.backend == BackendKind::Cpu ? 1e-5 : 2e-2;
   LayerRunner& layer = *s.layers.front();
-  const ExpertPlacement placement(s.model.num_experts, comm.size(), s.parallel.placement);
+  const ExpertPlacement placement(s.model.num_experts, comm.size(), s.parallel);
   const int element_bytes = s.backend == BackendKind::Cpu ? 4 : 2;
 
   // Preamble: the command, the configuration and every rank's host and device.

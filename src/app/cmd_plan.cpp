@@ -42,7 +42,7 @@ int cmd_plan(const Args& args, const MpiComm& comm) {
   if (comm.rank() != 0) return 0;
   if (!table) {
     const ModelConfig m = make_preset(preset);
-    ParallelConfig p{parse_mode(mode, "--mode"), Placement::Linear, pad};
+    ParallelConfig p{parse_mode(mode, "--mode"), Placement::Linear, pad, {}};
     p.validate(m, ranks);
     const UnpadPlan plan = make_unpad_plan(m, p, ranks);
     std::cout << plan.one_line() << "\n";

@@ -2,6 +2,7 @@
 
 #include <cmath>
 #include <iostream>
+#include <numeric>
 #include <sstream>
 
 #include <unistd.h>
@@ -35,7 +36,8 @@ void add_run_flags(ArgParser& parser, RunOptions& opt, bool bench) {
   }
   parser.add_choice("--mode", &opt.mode, {"alltoall", "allreduce"},
                     "alltoall: each rank owns its tokens; allreduce: all ranks hold the same tokens");
-  parser.add_choice("--placement", &opt.placement, {"linear", "round-robin"}, "placement of experts on ranks");
+  parser.add_choice("--placement", &opt.placement, {"linear", "round-robin", "balanced"},
+                    "placement of experts on ranks (balanced: by the loads the input gives each layer's router)");
   parser.add_int("--pad-multiple", &opt.pad_multiple, "pad the expert width to a multiple of this (0 = no padding)",
                  0, 4096);
   parser.add_int("--seed", &opt.seed, "seed of synthetic weights and tokens", 0, (1L << 62));
@@ -73,20 +75,21 @@ BackendKind choose_backend(const std::string& flag) {
 // backend, so model-sized presets need no host copy of the experts).
 std::unique_ptr<LayerRunner> make_layer(const RunSetup& s, const RunOptions& opt, int layer, const LayerWeights* shard,
                                         const MpiComm& comm) {
-  const ExpertPlacement placement(s.model.num_experts, comm.size(), s.parallel.placement);
+  const ParallelConfig parallel = s.layer_parallel(layer);
+  const ExpertPlacement placement(s.model.num_experts, comm.size(), parallel);
 #ifdef EPMOE_HAVE_CUDA
   if (s.backend == BackendKind::Cuda) {
     CudaOptions options;
     options.max_tokens = std::max(1, opt.max_tokens > 0 ? opt.max_tokens : s.tokens.rows());
     options.allow_shared_gpu = opt.allow_shared_gpu;
-    if (shard) return make_cuda_layer(s.model, s.parallel, comm, *shard, options);
-    return make_cuda_layer_synthetic(s.model, s.parallel, comm, s.seed, layer, options);
+    if (shard) return make_cuda_layer(s.model, parallel, comm, *shard, options);
+    return make_cuda_layer_synthetic(s.model, parallel, comm, s.seed, layer, options);
   }
 #else
   (void)opt;
 #endif
-  if (shard) return make_cpu_layer(s.model, s.parallel, comm, *shard);
-  return make_cpu_layer(s.model, s.parallel, comm,
+  if (shard) return make_cpu_layer(s.model, parallel, comm, *shard);
+  return make_cpu_layer(s.model, parallel, comm,
                         generate_layer_weights(s.model, s.seed, layer, placement.experts_of(comm.rank())));
 }
 
@@ -119,6 +122,38 @@ void load_tokens(RunSetup& s, const RunOptions& opt, const MpiComm& comm) {
   }
 }
 
+// Each rank reads only its own experts of each layer (plus the router, shared and latent tensors).
+void read_shards(const RunSetup& s, const MpiComm& comm, std::vector<LayerWeights>& shards, IoStats& stats) {
+  if (s.checkpoint.empty()) return;
+  for (int l = 0; l < s.model.num_layers; ++l) {
+    const ExpertPlacement placement(s.model.num_experts, comm.size(), s.layer_parallel(l));
+    shards.push_back(read_layer_shard(s.checkpoint, s.model, l, placement.experts_of(comm.rank()), comm, &stats));
+  }
+}
+
+// --placement balanced: each layer's owner map from the loads summed over the ranks (collective).
+void place_by_loads(RunSetup& s, const MpiComm& comm) {
+  const int E = s.model.num_experts, R = comm.size();
+  std::ostringstream report;
+  for (std::size_t l = 0; l < s.local_loads.size(); ++l) {
+    std::vector<float> sum(s.local_loads[l].begin(), s.local_loads[l].end());  // counts: exact in float
+    comm.allreduce_sum(sum);
+    const std::vector<double> loads(sum.begin(), sum.end());
+    s.layer_owner.push_back(balanced_expert_owner(loads, R));
+    ParallelConfig p = s.parallel;
+    p.expert_owner = s.layer_owner.back();
+    const std::vector<double> mine = rank_loads(loads, ExpertPlacement(E, R, p));
+    const std::vector<double> linear = rank_loads(loads, ExpertPlacement(E, R, Placement::Linear));
+    report << "# balanced placement, layer " << l << ": the busiest rank gets "
+           << *std::max_element(mine.begin(), mine.end()) << " pairs of this input (linear placement: "
+           << *std::max_element(linear.begin(), linear.end()) << ", mean "
+           << std::accumulate(loads.begin(), loads.end(), 0.0) / R << ")\n";
+  }
+  s.parallel.expert_owner = s.layer_owner.at(0);
+  s.parallel.validate(s.model, R);
+  s.balance_report = report.str();
+}
+
 // Everything a rank can get wrong on its own: flags, files, tokens, its shard of the weights.
 void build_run(RunSetup& s, RunOptions& opt, const MpiComm& comm, std::vector<LayerWeights>& shards, IoStats& stats) {
   if (!opt.checkpoint.empty()) {
@@ -145,7 +180,10 @@ void build_run(RunSetup& s, RunOptions& opt, const MpiComm& comm, std::vector<La
   s.parallel.mode = opt.mode_value;
   s.parallel.placement = parse_placement(opt.placement, "--placement");
   s.parallel.pad_multiple = opt.pad_multiple;
-  s.parallel.validate(s.model, comm.size());
+  const bool balanced = s.parallel.placement == Placement::Balanced;
+  ParallelConfig check = s.parallel;  // balanced: the owner maps come after the loads (prepare_run)
+  if (balanced) check.placement = Placement::Linear;
+  check.validate(s.model, comm.size());
   s.backend = choose_backend(opt.backend);
   EPMOE_REQUIRE(!(opt.verify && opt.no_verify), ErrorKind::Usage, "--verify and --no-verify exclude each other");
   // Small models verify by default; the float64 reference of a model-sized layer takes too long unless asked for.
@@ -162,11 +200,17 @@ void build_run(RunSetup& s, RunOptions& opt, const MpiComm& comm, std::vector<La
 
   // Each rank reads only its own experts (plus the router, shared and latent tensors). No collective may run
   // here: a rank that failed above is already waiting in run_collectively's agreement.
-  if (!s.checkpoint.empty()) {
-    const ExpertPlacement placement(s.model.num_experts, comm.size(), s.parallel.placement);
-    for (int l = 0; l < s.model.num_layers; ++l)
-      shards.push_back(read_layer_shard(s.checkpoint, s.model, l, placement.experts_of(comm.rank()), comm, &stats));
+  if (balanced) {
+    // The loads need every rank's counts (a collective, in prepare_run), and the experts to read need the loads:
+    // here only each layer's router, and this rank's tokens through it.
+    for (int l = 0; l < s.model.num_layers; ++l) {
+      const LayerWeights router = s.checkpoint.empty() ? generate_layer_weights(s.model, s.seed, l, {})
+                                                       : read_layer_shard(s.checkpoint, s.model, l, {}, comm, &stats);
+      s.local_loads.push_back(expert_loads(route_on_host(s.model, router, s.tokens).ids, s.model.num_experts));
+    }
+    return;
   }
+  read_shards(s, comm, shards, stats);
 }
 
 }  // namespace
@@ -178,18 +222,22 @@ RunSetup prepare_run(RunOptions& opt, const MpiComm& comm) {
   // Checked on every rank; a failure anywhere (a bad value, a file one rank cannot read, NaN in one rank's tokens)
   // ends every rank with the same message instead of leaving some waiting in a collective.
   run_collectively(comm, [&] { build_run(s, opt, comm, shards, stats); });
+  if (s.parallel.placement == Placement::Balanced) {
+    place_by_loads(s, comm);
+    run_collectively(comm, [&] { read_shards(s, comm, shards, stats); });
+  }
   // Then the layers, whose construction may communicate (the NCCL communicator).
   for (int l = 0; l < s.model.num_layers; ++l)
     s.layers.push_back(make_layer(s, opt, l, shards.empty() ? nullptr : &shards[l], comm));
   if (!s.checkpoint.empty()) {
-    const ExpertPlacement placement(s.model.num_experts, comm.size(), s.parallel.placement);
+    const ExpertPlacement placement(s.model.num_experts, comm.size(), s.parallel);
     s.io_report = io_report(stats, static_cast<int>(placement.experts_of(comm.rank()).size()), comm);
   }
   return s;
 }
 
 void print_run_header(const RunSetup& s, const MpiComm& comm) {
-  const ExpertPlacement placement(s.model.num_experts, comm.size(), s.parallel.placement);
+  const ExpertPlacement placement(s.model.num_experts, comm.size(), s.parallel);
   std::cout << "# epmoe run: " << s.source << " on " << comm.size() << " rank(s), backend " << to_string(s.backend)
             << "\n# model: " << s.model.summary() << "\n# parallel: mode " << to_string(s.parallel.mode)
             << ", placement " << to_string(s.parallel.placement) << ", pad_multiple " << s.parallel.pad_multiple
@@ -197,7 +245,8 @@ void print_run_header(const RunSetup& s, const MpiComm& comm) {
   for (int r = 0; r < comm.size(); ++r) std::cout << " " << placement.experts_of(r).size();
   std::cout << "\n# tokens per rank: " << s.tokens.rows()
             << (s.parallel.mode == Mode::AllReduce ? " (the same tokens on every rank)" : "")
-            << "\n# unpad plan: " << s.layers.front()->plan().one_line() << "\n";
+            << "\n# unpad plan: " << s.layers.front()->plan().one_line() << "\n"
+            << s.balance_report;
 }
 
 namespace {

@@ -57,6 +57,17 @@ struct RunSetup {
   bool verify = false;
   double tolerance = 0;
   bool mini = false;  // a small preset: the reference can afford every expert
+  // --placement balanced: this rank's pairs per expert of each layer (the run's tokens through that layer's router),
+  // then each layer's owner map from the loads summed over the ranks (parallel.expert_owner holds layer 0's).
+  std::vector<std::vector<double>> local_loads;
+  std::vector<std::vector<int>> layer_owner;
+  std::string balance_report;  // one line per layer: the busiest rank's pairs, balanced against linear
+  // The parallel configuration of `layer` (its owner map under balanced placement).
+  ParallelConfig layer_parallel(int layer) const {
+    ParallelConfig p = parallel;
+    if (p.placement == Placement::Balanced) p.expert_owner = layer_owner.at(layer);
+    return p;
+  }
 };
 
 // Validates the options on every rank (same result everywhere), builds the layers and the input tokens.

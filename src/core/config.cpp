@@ -18,7 +18,14 @@ const char* to_string(Activation v) {
   return "?";
 }
 const char* to_string(Mode v) { return v == Mode::AllToAll ? "alltoall" : "allreduce"; }
-const char* to_string(Placement v) { return v == Placement::Linear ? "linear" : "round-robin"; }
+const char* to_string(Placement v) {
+  switch (v) {
+    case Placement::Linear: return "linear";
+    case Placement::RoundRobin: return "round-robin";
+    case Placement::Balanced: return "balanced";
+  }
+  return "?";
+}
 const char* to_string(BackendKind v) { return v == BackendKind::Cpu ? "cpu" : "cuda"; }
 
 namespace {
@@ -51,7 +58,7 @@ Mode parse_mode(const std::string& s, const std::string& what) {
   return parse_enum(s, what, v);
 }
 Placement parse_placement(const std::string& s, const std::string& what) {
-  static const Placement v[] = {Placement::Linear, Placement::RoundRobin};
+  static const Placement v[] = {Placement::Linear, Placement::RoundRobin, Placement::Balanced};
   return parse_enum(s, what, v);
 }
 BackendKind parse_backend(const std::string& s, const std::string& what) {
@@ -125,6 +132,14 @@ void ParallelConfig::validate(const ModelConfig& model, int num_ranks) const {
                 ": every rank must own at least one expert; run with at most ", model.num_experts, " ranks");
   EPMOE_REQUIRE(pad_multiple >= 0 && pad_multiple <= 4096, ErrorKind::Usage,
                 "--pad-multiple must be between 0 (no padding) and 4096 (found ", pad_multiple, ")");
+  if (placement == Placement::Balanced) {
+    EPMOE_REQUIRE(static_cast<int>(expert_owner.size()) == model.num_experts, ErrorKind::Usage,
+                  "placement balanced needs the owner of each of the ", model.num_experts, " experts (", 
+                  expert_owner.size(), " given): measure the loads first (balanced_expert_owner)");
+  } else {
+    EPMOE_REQUIRE(expert_owner.empty(), ErrorKind::Usage, "an expert owner map is given with placement ",
+                  to_string(placement), "; it belongs to placement balanced");
+  }
   if (mode == Mode::AllReduce && model.has_shared()) {
     EPMOE_REQUIRE(model.shared_intermediate_size >= num_ranks, ErrorKind::Config,
                   "allreduce mode shards the shared expert's width (", model.shared_intermediate_size,

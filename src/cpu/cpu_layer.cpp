@@ -13,7 +13,7 @@ class CpuLayer final : public LayerRunner {
   CpuLayer(const ModelConfig& model, const ParallelConfig& parallel, const MpiComm& comm, const LayerWeights& shard)
       : model_(model),
         plan_(make_unpad_plan(model, parallel, comm.size())),
-        stages_(model_, plan_, parallel.placement, comm, shard, times_) {}
+        stages_(model_, plan_, parallel, comm, shard, times_) {}
 
   Matrix<float> forward(const Matrix<float>& x) override {
     EPMOE_REQUIRE(x.cols() == model_.hidden_size, ErrorKind::Input, "layer input has width ", x.cols(),

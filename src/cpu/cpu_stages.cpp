@@ -36,12 +36,20 @@ inline int from_bits(float f) {
 
 }  // namespace
 
-CpuStages::CpuStages(const ModelConfig& model, const UnpadPlan& plan, Placement placement, const MpiComm& comm,
+Matrix<float> router_logits(const ModelConfig& model, const Matrix<float>& weight, const std::vector<float>& bias,
+                            const Matrix<float>& x) {
+  Matrix<float> logits(x.rows(), model.num_experts);
+  linear(x.rows(), model.num_experts, model.hidden_size, x.data(), x.cols(), weight.data(),
+         bias.empty() ? nullptr : bias.data(), logits.data(), logits.cols());
+  return logits;
+}
+
+CpuStages::CpuStages(const ModelConfig& model, const UnpadPlan& plan, const ParallelConfig& parallel, const MpiComm& comm,
                      const LayerWeights& shard, PhaseTimes& times)
     : model_(model),
       plan_(plan),
       comm_(comm),
-      placement_(model.num_experts, comm.size(), placement),
+      placement_(model.num_experts, comm.size(), parallel),
       times_(times),
       act_{model.activation, model.swiglu_alpha, model.swiglu_limit},
       num_local_experts_(shard.num_local_experts()),
@@ -89,9 +97,7 @@ CpuStages::CpuStages(const ModelConfig& model, const UnpadPlan& plan, Placement 
 Routing CpuStages::route(const Rows& x) {
   ScopedTimer t(times_.route);
   EPMOE_ASSERT(x.cols() == model_.hidden_size, "route input width ", x.cols());
-  Matrix<float> logits(x.rows(), model_.num_experts);
-  linear(x.rows(), model_.num_experts, model_.hidden_size, x.data(), x.cols(), router_weight_.data(),
-         router_bias_.empty() ? nullptr : router_bias_.data(), logits.data(), logits.cols());
+  const Matrix<float> logits = router_logits(model_, router_weight_, router_bias_, x);
   last_routing_ = forced_ ? routing_for_ids(model_, logits, forced_ids_)
                           : select_topk(model_, logits, correction_bias_.empty() ? nullptr : correction_bias_.data());
   return last_routing_;
@@ -314,3 +320,14 @@ void CpuStages::all_reduce(Rows& routed, Rows* shared) {
 }
 
 }  // namespace epmoe::cpu
+
+namespace epmoe {
+
+Routing route_on_host(const ModelConfig& model, const LayerWeights& router, const Matrix<float>& x) {
+  EPMOE_REQUIRE(x.cols() == model.hidden_size, ErrorKind::Input, "router input has width ", x.cols(),
+                ", the model's hidden_size is ", model.hidden_size);
+  const Matrix<float> logits = cpu::router_logits(model, router.router_weight, router.router_bias, x);
+  return select_topk(model, logits, router.correction_bias.empty() ? nullptr : router.correction_bias.data());
+}
+
+}  // namespace epmoe

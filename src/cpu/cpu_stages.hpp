@@ -32,6 +32,10 @@ struct Partial {
   Matrix<float> rows;  // [N, Din]
 };
 
+// The router's logits [T, E] of x [T, D] (float32 GEMM, router bias added).
+Matrix<float> router_logits(const ModelConfig& model, const Matrix<float>& weight, const std::vector<float>& bias,
+                            const Matrix<float>& x);
+
 class CpuStages {
  public:
   using Rows = Matrix<float>;
@@ -39,7 +43,7 @@ class CpuStages {
   using Batch = cpu::Batch;
   using Partial = cpu::Partial;
 
-  CpuStages(const ModelConfig& model, const UnpadPlan& plan, Placement placement, const MpiComm& comm,
+  CpuStages(const ModelConfig& model, const UnpadPlan& plan, const ParallelConfig& parallel, const MpiComm& comm,
             const LayerWeights& shard, PhaseTimes& times);
 
   Routing route(const Rows& x);

@@ -26,7 +26,7 @@ class CudaLayer final : public LayerRunner {
         comm_(comm),
         device_(cuda::select_device(comm, options.allow_shared_gpu)),
         nccl_(comm) {
-    stages_ = std::make_unique<CudaStages>(model_, plan_, parallel.placement, comm, nccl_, make_weights(plan_),
+    stages_ = std::make_unique<CudaStages>(model_, plan_, parallel, comm, nccl_, make_weights(plan_),
                                            options.max_tokens, times_);
     start_ = std::make_unique<cuda::Event>();
     stop_ = std::make_unique<cuda::Event>();
@@ -158,7 +158,7 @@ std::unique_ptr<LayerRunner> make_cuda_layer(const ModelConfig& model, const Par
                                              const MpiComm& comm, const LayerWeights& shard,
                                              const CudaOptions& options) {
   parallel.validate(model, comm.size());
-  const ExpertPlacement placement(model.num_experts, comm.size(), parallel.placement);
+  const ExpertPlacement placement(model.num_experts, comm.size(), parallel);
   EPMOE_REQUIRE(shard.expert_ids == placement.experts_of(comm.rank()), ErrorKind::Input,
                 "the weight shard of rank ", comm.rank(), " does not hold the experts its placement gives it");
   shard.check_shapes(model, "CUDA layer weights");
@@ -171,7 +171,7 @@ std::unique_ptr<LayerRunner> make_cuda_layer_synthetic(const ModelConfig& model,
                                                        const MpiComm& comm, std::uint64_t seed, int layer,
                                                        const CudaOptions& options) {
   parallel.validate(model, comm.size());
-  const ExpertPlacement placement(model.num_experts, comm.size(), parallel.placement);
+  const ExpertPlacement placement(model.num_experts, comm.size(), parallel);
   const std::vector<int> experts = placement.experts_of(comm.rank());
   return std::make_unique<CudaLayer>(model, parallel, comm, options, [&](const UnpadPlan& plan) {
     cuda::Stream stream;

@@ -69,7 +69,7 @@ class StageTimer {
 };
 }  // namespace
 
-CudaStages::CudaStages(const ModelConfig& model, const UnpadPlan& plan, Placement placement, const MpiComm& comm,
+CudaStages::CudaStages(const ModelConfig& model, const UnpadPlan& plan, const ParallelConfig& parallel, const MpiComm& comm,
                        const NcclComm& nccl, DeviceWeights weights, int max_tokens, PhaseTimes& times)
     : model_(model),
       plan_(plan),
@@ -78,7 +78,7 @@ CudaStages::CudaStages(const ModelConfig& model, const UnpadPlan& plan, Placemen
       count_exchange_(count_exchange_from_env()),
       shared_start_(shared_start_from_env()),
       router_gemm_(router_gemm_from_env()),
-      placement_(model.num_experts, comm.size(), placement),
+      placement_(model.num_experts, comm.size(), parallel),
       max_local_(placement_.max_experts_per_rank()),
       weights_(std::move(weights)),
       clock_(times),

@@ -101,7 +101,7 @@ class CudaStages {
   using Batch = DeviceBatch;
   using Partial = DevicePartial;
 
-  CudaStages(const ModelConfig& model, const UnpadPlan& plan, Placement placement, const MpiComm& comm,
+  CudaStages(const ModelConfig& model, const UnpadPlan& plan, const ParallelConfig& parallel, const MpiComm& comm,
              const NcclComm& nccl, DeviceWeights weights, int max_tokens, PhaseTimes& times);
 
   // Copies this rank's tokens in (fp32 for the router, bf16 for the rest) and synchronizes the stream; not timed.

@@ -87,6 +87,14 @@ cp "$out" "$tmp/run3.log"
 expect "each of the 3 ranks reports the bytes it read" 0 "^ +2 +5 +[0-9]+" -- cat "$tmp/run3.log"
 expect "outputs at 1 and 3 ranks agree, in the input's token order" 0 "ids_equal=True" -- \
   python3 "$here/compare_outputs.py" "$tmp/o1.h5" "$tmp/o3.h5" 1e-5 37
+expect "balanced placement at 3 ranks: each layer's owner map from the input's loads" 0 \
+  "balanced placement, layer 0: the busiest rank gets [0-9.]+ pairs of this input \(linear placement: [0-9.]+, mean" -- \
+  $MPIRUN -np 3 "$EPMOE" run --backend cpu --checkpoint "$data/nemotron-mini.h5" --input "$tmp/tokens.h5" \
+  --output "$tmp/o3b.h5" --placement balanced
+expect "... and its outputs equal the 1-rank run's" 0 "ids_equal=True" -- \
+  python3 "$here/compare_outputs.py" "$tmp/o1.h5" "$tmp/o3b.h5" 1e-5 37
+expect "balanced placement with more ranks than experts" 1 "more ranks \(17\) than experts \(16\)" -- \
+  $MPIRUN -np 17 "$EPMOE" run --backend cpu --checkpoint "$data/nemotron-mini.h5" --tokens 1 --placement balanced
 expect "allreduce mode with a float16 input file" 0 "verification passed" -- \
   $MPIRUN -np 2 "$EPMOE" run --backend cpu --checkpoint "$data/nemotron-mini.h5" --input "$tmp/tokens16.h5" --mode allreduce
 expect "NaN in the input is refused on every rank, naming the file and dataset" 1 \

@@ -11,6 +11,8 @@
 #include <cstdlib>
 #include <cstring>
 #include <fstream>
+#include <memory>
+#include <numeric>
 #include <string>
 #include <vector>
 
@@ -118,10 +120,36 @@ int run(const Args& args, const epmoe::MpiComm& comm) {
   ParallelConfig parallel;
   parallel.mode = args.mode;
   parallel.pad_multiple = args.pad;
-  parallel.placement = args.placement;
-  parallel.validate(model, comm.size());
   CudaOptions options;
   options.max_tokens = args.tokens;
+  std::string balance_text;
+  if (args.placement == Placement::Balanced) {
+    // The loads come from other tokens than the timed ones (another seed), as a deployment's placement comes from
+    // earlier traffic: one forward of a linear-placement layer, pairs per expert summed over the ranks.
+    std::unique_ptr<LayerRunner> probe = make_cuda_layer_synthetic(model, parallel, comm, args.seed, 0, options);
+    Matrix<float> calibration = generate_tokens(args.tokens, model.hidden_size, (args.seed ^ 0x5eedull) + 0xca1ull,
+                                                static_cast<std::int64_t>(args.tokens) * comm.rank());
+    testing::round_bf16(calibration);
+    const std::vector<double> loads = measure_expert_loads(*probe, calibration, comm, model.num_experts);
+    probe.reset();
+    parallel.expert_owner = balanced_expert_owner(loads, comm.size());
+    ParallelConfig balanced = parallel;
+    balanced.placement = Placement::Balanced;
+    const auto busiest = [&](const ExpertPlacement& p) {
+      const std::vector<double> r = rank_loads(loads, p);
+      return *std::max_element(r.begin(), r.end());
+    };
+    char line[256];
+    std::snprintf(line, sizeof line,
+                  "# balanced placement from one forward of other tokens: there, the busiest rank has %.0f pairs with "
+                  "it, %.0f with linear placement (mean %.0f)\n",
+                  busiest(ExpertPlacement(model.num_experts, comm.size(), balanced)),
+                  busiest(ExpertPlacement(model.num_experts, comm.size(), Placement::Linear)),
+                  std::accumulate(loads.begin(), loads.end(), 0.0) / comm.size());
+    balance_text = line;
+  }
+  parallel.placement = args.placement;
+  parallel.validate(model, comm.size());
   auto layer = make_cuda_layer_synthetic(model, parallel, comm, args.seed, 0, options);
   const bool alltoall = args.mode == Mode::AllToAll;
   Matrix<float> x = generate_tokens(args.tokens, model.hidden_size, args.seed ^ 0x5eedull,
@@ -263,6 +291,7 @@ int run(const Args& args, const epmoe::MpiComm& comm) {
                 comm.size(), std::max(args.iters, 1), args.warmup,
                 args.staged ? ", staged (input copied in and output out around each forward)"
                             : ", resident (input on the device, output left there)");
+    std::printf("%s", balance_text.c_str());
     std::printf("# per rank: %.0f pairs (max %.0f), dispatch %.1f MB, combine %.1f MB, device memory %.2f GiB "
                 "(weights %.2f GiB)\n",
                 pairs, max_pairs, dispatch_bytes * 1e-6, combine_bytes * 1e-6, device_gib, weight_gib);

@@ -57,7 +57,7 @@ CaseWeights case_weights(const ModelConfig& model, const ParallelConfig& paralle
   CaseWeights w;
   w.full = generate_layer_weights(model, seed, 0, all_experts(model));
   round_gpu_weights(w.full);
-  const ExpertPlacement placement(model.num_experts, comm.size(), parallel.placement);
+  const ExpertPlacement placement(model.num_experts, comm.size(), parallel);
   w.shard = slice_experts(model, w.full, placement.experts_of(comm.rank()));
   return w;
 }
@@ -146,7 +146,14 @@ TEST_CASE("CUDA layer equals the float64 reference and the CPU backend for every
         ParallelConfig parallel;
         parallel.mode = mode;
         parallel.pad_multiple = pad;
-        parallel.placement = pad ? Placement::RoundRobin : Placement::Linear;
+        // Padded cases place the experts round-robin (allreduce) or balanced for made-up skewed loads (alltoall).
+        parallel.placement = !pad ? Placement::Linear : mode == Mode::AllReduce ? Placement::RoundRobin
+                                                                                 : Placement::Balanced;
+        if (parallel.placement == Placement::Balanced) {
+          std::vector<double> loads(model.num_experts);
+          for (int e = 0; e < model.num_experts; ++e) loads[e] = 1 + (e * 37) % 11;
+          parallel.expert_owner = balanced_expert_owner(loads, comm.size());
+        }
         const char* gemm =
             gemms[(preset_index + (mode == Mode::AllReduce ? 1 : 0) + (pad ? 1 : 0)) % gemms.size()].c_str();
         // alltoall: the two dispatches in turn over pad and preset (allreduce has no dispatch).
@@ -352,7 +359,7 @@ TEST_CASE("Device-generated synthetic weights equal generate_layer_weights()", "
       ParallelConfig parallel;
       parallel.mode = mode;
       parallel.pad_multiple = 256;
-      const ExpertPlacement placement(model.num_experts, comm.size(), parallel.placement);
+      const ExpertPlacement placement(model.num_experts, comm.size(), parallel);
       const LayerWeights shard = generate_layer_weights(model, seed, 3, placement.experts_of(comm.rank()));
       auto uploaded = make_cuda_layer(model, parallel, comm, shard, CudaOptions{});
       auto generated = make_cuda_layer_synthetic(model, parallel, comm, seed, 3, CudaOptions{});
