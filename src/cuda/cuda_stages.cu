@@ -265,17 +265,9 @@ void CudaStages::finish_forward() {
   clock_.collect();
 }
 
-void CudaStages::start_shared_expert(SharedStart at, bool launch_now) {
+void CudaStages::start_shared_expert(SharedStart at) {
   if (at != shared_start_ || shared_in_flight_ || plan_.shape.mode != Mode::AllToAll || !model_.has_shared()) return;
   input_ready_.record(stream());
-  shared_in_flight_ = true;
-  shared_launched_ = false;
-  if (launch_now) launch_shared_expert();
-}
-
-void CudaStages::launch_shared_expert() {
-  if (!shared_in_flight_ || shared_launched_) return;
-  shared_launched_ = true;
   EPMOE_CUDA_CHECK(cudaStreamWaitEvent(side_stream_.get(), input_ready_.get(), 0));
   {
     StageTimer shared(clock_, &PhaseTimes::shared, side_stream_.get());
@@ -283,6 +275,7 @@ void CudaStages::launch_shared_expert() {
                       side_stream_.get());
   }
   shared_ready_.record(side_stream_.get());
+  shared_in_flight_ = true;
 }
 
 CudaStages::Routing CudaStages::route(const Rows& x) {
@@ -367,13 +360,8 @@ CudaStages::Batch CudaStages::dispatch(const Rows& xr, const Routing& routing) {
       StageTimer exchange(clock_, &PhaseTimes::dispatch_exchange, s);
       symmetric_->push(xr.data, routing.ids, routing.weights, T, owner_.data(), local_.data(), flags_.data(),
                        positions_.data(), s, trace_);
-      // The shared expert may start from here, but its kernels are queued after the wait's: kernels that become
-      // ready together get SMs in launch order, and a wait queued behind the shared expert's first GEMM waited for
-      // all of that GEMM's CTAs to be scheduled (the dispatch at 46-51% of NCCL's rate instead of 97-99% with
-      // deepseek-v3 at 2 ranks, with some placements).
-      start_shared_expert(SharedStart::Pushed, false);
+      start_shared_expert(SharedStart::Pushed);
       symmetric_->wait_rows();
-      launch_shared_expert();
     }
     trace_.gpu(ForwardTrace::kPayload, s);
     const int* all = symmetric_->host_counts();  // [source, destination, stride]: the layer's one host sync
@@ -604,8 +592,7 @@ void CudaStages::run_shared_expert(const Rows& x, bf16* out, cublasHandle_t hand
 CudaStages::Rows CudaStages::shared_expert(const Rows& x) {
   const int T = x.rows, D = model_.hidden_size;
   if (shared_in_flight_) {
-    // Started on the side stream (start_shared_expert): join it.
-    launch_shared_expert();
+    // Started by route() on the side stream: join it.
     EPMOE_ASSERT(x.data == x_.data() && x.cols == D, "the shared expert must see the staged input");
     EPMOE_CUDA_CHECK(cudaStreamWaitEvent(stream(), shared_ready_.get(), 0));
     shared_in_flight_ = false;

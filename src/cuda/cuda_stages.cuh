@@ -152,10 +152,7 @@ class CudaStages {
   void reserve_gemm_rows(std::size_t rows, bool log, cudaStream_t stream);
   // In alltoall mode with a shared expert, at the point EPMOE_CUDA_SHARED_START names: the shared expert on the side
   // stream, from the staged input, once the main stream has reached this point; shared_expert() joins it.
-  // With launch_now false, only the start point is recorded: launch_shared_expert() queues the kernels later, so
-  // that main-stream work queued in between is launched first.
-  void start_shared_expert(SharedStart at, bool launch_now = true);
-  void launch_shared_expert();
+  void start_shared_expert(SharedStart at);
   // The shared expert's GEMMs and activation on `stream` with `handle`, into `out` [T, D].
   void run_shared_expert(const Rows& x, bf16* out, cublasHandle_t handle, cudaStream_t stream);
   // The dispatch's counts through the host (EPMOE_CUDA_DISPATCH=nccl): the pack on its own stream, the count
@@ -187,8 +184,7 @@ class CudaStages {
   CublasHandle side_cublas_;
   Stream pack_stream_;  // the dispatch's pack, beside the count exchange
   Event input_ready_{false}, shared_ready_{false}, counts_ready_{false}, layout_ready_{false}, packed_{false};
-  bool shared_in_flight_ = false;  // its start point is recorded (start_shared_expert); shared_expert() joins it
-  bool shared_launched_ = false;   // and its kernels are queued
+  bool shared_in_flight_ = false;
   PhaseClock clock_;
   ForwardTrace trace_;  // EPMOE_CUDA_TRACE
   ActivationParams act_;
