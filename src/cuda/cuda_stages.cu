@@ -26,10 +26,6 @@ SharedStart shared_start_from_env() {
   return kStarts[choice];
 }
 
-int layer_stream_priority_from_env() {
-  return env_choice("EPMOE_CUDA_SIDE_PRIORITY", {"low", "same"}) == 0 ? highest_stream_priority() : 0;
-}
-
 PhaseClock::PhaseClock(PhaseTimes& times) : times_(times) {
   for (int i = 0; i < 64; ++i) events_.emplace_back(true);
 }
@@ -85,8 +81,6 @@ CudaStages::CudaStages(const ModelConfig& model, const UnpadPlan& plan, const Pa
       placement_(model.num_experts, comm.size(), parallel),
       max_local_(placement_.max_experts_per_rank()),
       weights_(std::move(weights)),
-      stream_(layer_stream_priority_from_env()),
-      pack_stream_(layer_stream_priority_from_env()),
       clock_(times),
       act_{model.activation, model.swiglu_alpha, model.swiglu_limit} {
   EPMOE_ASSERT(weights_.num_local == static_cast<int>(placement_.experts_of(comm_.rank()).size()),

@@ -93,13 +93,6 @@ CountExchange count_exchange_from_env();
 // the critical path (sessions 7-8); pushed leaves the dispatch alone (92-99%) and still overlaps the wait.
 enum class SharedStart { Route, Push, Experts, Pushed };
 SharedStart shared_start_from_env();
-// EPMOE_CUDA_SIDE_PRIORITY = low (default) | same: with low, the layer's own streams (and the expert GEMMs' lanes)
-// run at the device's highest priority and the shared expert's side stream at the lowest, so that the block
-// scheduler hands a freed SM to the layer's pending blocks first. A cuBLAS GEMM's CTA fills an SM's registers, so
-// nothing runs beside it: at the same priority, the dispatch's one-block wait for the other ranks' rows (symmetric
-// dispatch, shared expert started at `pushed`) waited behind the shared expert's first GEMM in some runs (deepseek-v3
-// at 2 ranks: the dispatch at 46-51% of NCCL's rate instead of 97-99%, session 11).
-int layer_stream_priority_from_env();
 
 class CudaStages {
  public:

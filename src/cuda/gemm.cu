@@ -74,10 +74,8 @@ ExpertGemm::ExpertGemm(cublasHandle_t main_handle, cudaStream_t stream, int max_
       max_experts_(max_experts) {
   const int lanes = gemm_streams_from_env();
   if (lanes > 1) {
-    int priority = 0;  // the lanes inherit the layer stream's priority (CudaStages: above the shared expert's)
-    EPMOE_CUDA_CHECK(cudaStreamGetPriority(stream, &priority));
     for (int i = 0; i < lanes; ++i) {
-      streams_.push_back(std::make_unique<Stream>(priority));
+      streams_.push_back(std::make_unique<Stream>());
       handles_.push_back(std::make_unique<CublasHandle>());
       EPMOE_CUBLAS_CHECK(cublasSetStream(handles_.back()->get(), streams_.back()->get()));
       joins_.push_back(std::make_unique<Event>(false));

@@ -104,19 +104,9 @@ class PinnedBuffer {
   std::size_t count_ = 0;
 };
 
-// The device's highest stream priority (CUDA: lower numbers run first; 0, the default, is the lowest).
-inline int highest_stream_priority() {
-  int lowest = 0, highest = 0;
-  EPMOE_CUDA_CHECK(cudaDeviceGetStreamPriorityRange(&lowest, &highest));
-  return highest;
-}
-
 class Stream {
  public:
-  // priority 0 is CUDA's default (the lowest); pending blocks of a higher-priority stream are scheduled first.
-  explicit Stream(int priority = 0) {
-    EPMOE_CUDA_CHECK(cudaStreamCreateWithPriority(&stream_, cudaStreamNonBlocking, priority));
-  }
+  Stream() { EPMOE_CUDA_CHECK(cudaStreamCreateWithFlags(&stream_, cudaStreamNonBlocking)); }
   ~Stream() {
     if (stream_) cudaStreamDestroy(stream_);
   }
