@@ -168,8 +168,8 @@ TEST_CASE("balanced placement: linear's expert counts, the heaviest spread first
     for (std::size_t i = 1; i < pl.experts_of(r).size(); ++i) REQUIRE(pl.experts_of(r)[i] > pl.experts_of(r)[i - 1]);
   }
   // Uneven: 7 experts on 3 ranks keep linear's 3, 2, 2.
-  const ExpertPlacement seven(7, 3, ParallelConfig{Mode::AllToAll, Placement::Balanced, 0,
-                                                   balanced_expert_owner({1, 1, 1, 1, 1, 1, 9}, 3)});
+  const ExpertPlacement seven(
+      7, 3, ParallelConfig{Mode::AllToAll, Placement::Balanced, 0, balanced_expert_owner({1, 1, 1, 1, 1, 1, 9}, 3)});
   REQUIRE(seven.experts_of(0).size() == 3u);
   REQUIRE(seven.experts_of(1).size() == 2u);
   REQUIRE(seven.experts_of(2).size() == 2u);
@@ -185,10 +185,12 @@ TEST_CASE("balanced placement: linear's expert counts, the heaviest spread first
   REQUIRE(contains(error_of([] { balanced_expert_owner({1, 2}, 3); }), "more ranks (3) than experts (2)"));
   ParallelConfig no_map;
   no_map.placement = Placement::Balanced;
-  REQUIRE(contains(error_of([&] { no_map.validate(make_preset("qwen3-mini"), 2); }), "placement balanced needs the owner"));
+  REQUIRE(
+      contains(error_of([&] { no_map.validate(make_preset("qwen3-mini"), 2); }), "placement balanced needs the owner"));
   ParallelConfig stray;
   stray.expert_owner = {0, 1};
-  REQUIRE(contains(error_of([&] { stray.validate(make_preset("qwen3-mini"), 2); }), "it belongs to placement balanced"));
+  REQUIRE(
+      contains(error_of([&] { stray.validate(make_preset("qwen3-mini"), 2); }), "it belongs to placement balanced"));
 }
 
 TEST_CASE("the CUDA backend's environment settings are parsed strictly", "[config]") {

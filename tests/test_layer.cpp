@@ -48,7 +48,8 @@ TEST_CASE("balanced placement from the loads a layer's routing measures equals t
     const int E = model.num_experts, R = comm.size(), T = 48;
     const ParallelConfig linear{Mode::AllToAll, Placement::Linear, 0, {}};
     const ExpertPlacement lin(E, R, linear);
-    auto probe = make_cpu_layer(model, linear, comm, generate_layer_weights(model, ++seed, 0, lin.experts_of(comm.rank())));
+    auto probe =
+        make_cpu_layer(model, linear, comm, generate_layer_weights(model, ++seed, 0, lin.experts_of(comm.rank())));
     const std::vector<double> loads =
         measure_expert_loads(*probe, generate_tokens(T, model.hidden_size, ++seed, T * comm.rank()), comm, E);
     double pairs = 0;
@@ -105,7 +106,8 @@ TEST_CASE("top_k equal to the experts per rank, gelu, and a latent model without
   model.routed_scaling_factor = 1.5f;
   for (Mode mode : {Mode::AllToAll, Mode::AllReduce}) {
     for (int pad : {0, 256}) {
-      const auto check = check_layer(model, ParallelConfig{mode, Placement::RoundRobin, pad, {}}, comm, 17, 11, cpu_factory());
+      const auto check =
+          check_layer(model, ParallelConfig{mode, Placement::RoundRobin, pad, {}}, comm, 17, 11, cpu_factory());
       CAPTURE(to_string(mode), pad, check.describe());
       REQUIRE(check.passed(kTolerance));
     }
@@ -114,7 +116,8 @@ TEST_CASE("top_k equal to the experts per rank, gelu, and a latent model without
   latent.num_shared_experts = 0;
   latent.shared_intermediate_size = 0;
   for (Mode mode : {Mode::AllToAll, Mode::AllReduce}) {
-    const auto check = check_layer(latent, ParallelConfig{mode, Placement::Linear, 128, {}}, comm, 21, 12, cpu_factory());
+    const auto check =
+        check_layer(latent, ParallelConfig{mode, Placement::Linear, 128, {}}, comm, 21, 12, cpu_factory());
     CAPTURE(to_string(mode), check.describe());
     REQUIRE(check.passed(kTolerance));
   }
@@ -128,8 +131,8 @@ TEST_CASE("regression: GPT-OSS-like padded layer in allreduce mode (trimmed view
   const MpiComm comm = world();
   const ModelConfig model = make_preset("gpt-oss-mini");  // D 180, not a multiple of 128; no shared expert
   for (int pad : {128, 256}) {
-    const auto check = check_layer(model, ParallelConfig{Mode::AllReduce, Placement::Linear, pad, {}}, comm, 48, 21,
-                                   cpu_factory());
+    const auto check =
+        check_layer(model, ParallelConfig{Mode::AllReduce, Placement::Linear, pad, {}}, comm, 48, 21, cpu_factory());
     CAPTURE(pad, comm.size(), check.describe());
     REQUIRE(check.plan.find("all_reduce[180") != std::string::npos);
     REQUIRE(check.plan.find("180->256->180 trim") != std::string::npos);
@@ -145,7 +148,8 @@ TEST_CASE("regression: Nemotron-like padded layer with a shared expert ([T,2816]
   const MpiComm comm = world();
   const ModelConfig model = make_preset("nemotron-mini");  // D 168 -> 256 with pad 256
   for (Mode mode : {Mode::AllToAll, Mode::AllReduce}) {
-    const auto check = check_layer(model, ParallelConfig{mode, Placement::Linear, 256, {}}, comm, 40, 22, cpu_factory());
+    const auto check =
+        check_layer(model, ParallelConfig{mode, Placement::Linear, 256, {}}, comm, 40, 22, cpu_factory());
     CAPTURE(to_string(mode), comm.size(), check.describe());
     REQUIRE(check.plan.find("168->256->168 trim") != std::string::npos);
     REQUIRE(check.plan.find("shared_add[168]") != std::string::npos);

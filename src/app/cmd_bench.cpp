@@ -178,10 +178,10 @@ int cmd_bench(const Args& args, const MpiComm& comm) {
   const Versions versions = collect_versions();
   if (comm.rank() == 0) {
     std::cout << "# " << cmdline << "\n# epmoe " << versions.epmoe << ", backend " << to_string(s.backend)
-              << ", routing " << skew.text() << "\n# model: " << s.model.summary() << "\n# parallel: "
-              << comm.size() << " ranks, mode " << to_string(s.parallel.mode) << ", placement "
-              << to_string(s.parallel.placement) << ", pad_multiple " << s.parallel.pad_multiple
-              << "\n# unpad plan: " << layer.plan().one_line() << "\n" << s.balance_report;
+              << ", routing " << skew.text() << "\n# model: " << s.model.summary() << "\n# parallel: " << comm.size()
+              << " ranks, mode " << to_string(s.parallel.mode) << ", placement " << to_string(s.parallel.placement)
+              << ", pad_multiple " << s.parallel.pad_multiple << "\n# unpad plan: " << layer.plan().one_line() << "\n"
+              << s.balance_report;
     for (int r = 0; r < comm.size(); ++r) std::cout << "#  rank " << r << ": " << ranks[r] << "\n";
     std::cout << "#\n# " << pad("tokens", 9) << pad("route", 9) << pad("dispatch", 9) << pad("experts", 9)
               << pad("combine", 9) << pad("shared", 9) << pad("total", 9) << pad("tokens/s", 11) << pad("expert", 9)

@@ -1,11 +1,11 @@
 #include "run_setup.hpp"
 
+#include <unistd.h>
+
 #include <cmath>
 #include <iostream>
 #include <numeric>
 #include <sstream>
-
-#include <unistd.h>
 
 #include "epmoe/checkpoint.hpp"
 #include "epmoe/error.hpp"
@@ -145,8 +145,8 @@ void place_by_loads(RunSetup& s, const MpiComm& comm) {
     const std::vector<double> mine = rank_loads(loads, ExpertPlacement(E, R, p));
     const std::vector<double> linear = rank_loads(loads, ExpertPlacement(E, R, Placement::Linear));
     report << "# balanced placement, layer " << l << ": the busiest rank gets "
-           << *std::max_element(mine.begin(), mine.end()) << " pairs of this input (linear placement: "
-           << *std::max_element(linear.begin(), linear.end()) << ", mean "
+           << *std::max_element(mine.begin(), mine.end())
+           << " pairs of this input (linear placement: " << *std::max_element(linear.begin(), linear.end()) << ", mean "
            << std::accumulate(loads.begin(), loads.end(), 0.0) / R << ")\n";
   }
   s.parallel.expert_owner = s.layer_owner.at(0);

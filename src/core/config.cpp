@@ -134,7 +134,7 @@ void ParallelConfig::validate(const ModelConfig& model, int num_ranks) const {
                 "--pad-multiple must be between 0 (no padding) and 4096 (found ", pad_multiple, ")");
   if (placement == Placement::Balanced) {
     EPMOE_REQUIRE(static_cast<int>(expert_owner.size()) == model.num_experts, ErrorKind::Usage,
-                  "placement balanced needs the owner of each of the ", model.num_experts, " experts (", 
+                  "placement balanced needs the owner of each of the ", model.num_experts, " experts (",
                   expert_owner.size(), " given): measure the loads first (balanced_expert_owner)");
   } else {
     EPMOE_REQUIRE(expert_owner.empty(), ErrorKind::Usage, "an expert owner map is given with placement ",

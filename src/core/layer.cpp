@@ -1,5 +1,6 @@
-#include "epmoe/error.hpp"
 #include "epmoe/layer.hpp"
+
+#include "epmoe/error.hpp"
 #include "epmoe/placement.hpp"
 
 namespace epmoe {

@@ -49,8 +49,8 @@ ExpertPlacement::ExpertPlacement(int num_experts, int num_ranks, const ParallelC
                       parallel.placement == Placement::Balanced ? Placement::Linear : parallel.placement) {
   if (parallel.placement != Placement::Balanced) return;
   const std::vector<int>& owner = parallel.expert_owner;
-  EPMOE_REQUIRE(static_cast<int>(owner.size()) == num_experts, ErrorKind::Usage, "placement balanced: the owner map has ",
-                owner.size(), " entries for ", num_experts, " experts");
+  EPMOE_REQUIRE(static_cast<int>(owner.size()) == num_experts, ErrorKind::Usage,
+                "placement balanced: the owner map has ", owner.size(), " entries for ", num_experts, " experts");
   std::vector<int> count(num_ranks, 0);
   for (int e = 0; e < num_experts; ++e) {
     EPMOE_REQUIRE(owner[e] >= 0 && owner[e] < num_ranks, ErrorKind::Usage, "placement balanced: expert ", e,
@@ -58,8 +58,8 @@ ExpertPlacement::ExpertPlacement(int num_experts, int num_ranks, const ParallelC
     ++count[owner[e]];
   }
   EPMOE_REQUIRE(count == rank_capacity(num_experts, num_ranks), ErrorKind::Usage,
-                "placement balanced: the owner map does not give every rank as many experts as linear placement "
-                "(", num_experts / num_ranks, " or one more)");
+                "placement balanced: the owner map does not give every rank as many experts as linear placement (",
+                num_experts / num_ranks, " or one more)");
   kind_ = Placement::Balanced;
   assign(owner);
 }
@@ -91,7 +91,9 @@ std::vector<double> expert_loads(const Matrix<int>& ids, int num_experts) {
 
 namespace {
 
-double busiest(const std::vector<double>& load) { return *std::max_element(load.begin(), load.end()); }
+double busiest(const std::vector<double>& load) {
+  return *std::max_element(load.begin(), load.end());
+}
 
 // Swaps of one expert of the busiest rank with a lighter one elsewhere, the swap that lowers the busiest rank's
 // load the most each time, while the busiest load goes down (the counts per rank never change).

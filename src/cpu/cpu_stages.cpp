@@ -44,8 +44,8 @@ Matrix<float> router_logits(const ModelConfig& model, const Matrix<float>& weigh
   return logits;
 }
 
-CpuStages::CpuStages(const ModelConfig& model, const UnpadPlan& plan, const ParallelConfig& parallel, const MpiComm& comm,
-                     const LayerWeights& shard, PhaseTimes& times)
+CpuStages::CpuStages(const ModelConfig& model, const UnpadPlan& plan, const ParallelConfig& parallel,
+                     const MpiComm& comm, const LayerWeights& shard, PhaseTimes& times)
     : model_(model),
       plan_(plan),
       comm_(comm),

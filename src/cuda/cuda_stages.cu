@@ -69,8 +69,9 @@ class StageTimer {
 };
 }  // namespace
 
-CudaStages::CudaStages(const ModelConfig& model, const UnpadPlan& plan, const ParallelConfig& parallel, const MpiComm& comm,
-                       const NcclComm& nccl, DeviceWeights weights, int max_tokens, PhaseTimes& times)
+CudaStages::CudaStages(const ModelConfig& model, const UnpadPlan& plan, const ParallelConfig& parallel,
+                       const MpiComm& comm, const NcclComm& nccl, DeviceWeights weights, int max_tokens,
+                       PhaseTimes& times)
     : model_(model),
       plan_(plan),
       nccl_(nccl),

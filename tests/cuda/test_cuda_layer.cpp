@@ -147,8 +147,9 @@ TEST_CASE("CUDA layer equals the float64 reference and the CPU backend for every
         parallel.mode = mode;
         parallel.pad_multiple = pad;
         // Padded cases place the experts round-robin (allreduce) or balanced for made-up skewed loads (alltoall).
-        parallel.placement = !pad ? Placement::Linear : mode == Mode::AllReduce ? Placement::RoundRobin
-                                                                                 : Placement::Balanced;
+        parallel.placement = !pad                      ? Placement::Linear
+                             : mode == Mode::AllReduce ? Placement::RoundRobin
+                                                       : Placement::Balanced;
         if (parallel.placement == Placement::Balanced) {
           std::vector<double> loads(model.num_experts);
           for (int e = 0; e < model.num_experts; ++e) loads[e] = 1 + (e * 37) % 11;
