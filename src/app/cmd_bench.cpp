@@ -142,6 +142,7 @@ int cmd_bench(const Args& args, const MpiComm& comm) {
   EPMOE_REQUIRE(b.step_factor > 1.0 || b.min_tokens == b.max_tokens, ErrorKind::Usage,
                 "--step-factor must be > 1 when --min-tokens < --max-tokens");
   const RoutingSkew skew = parse_routing_skew(b.routing, "--routing");
+  opt.routing = skew;
   run_collectively(comm, [&] {
     if (comm.rank() == 0 && !b.json.empty()) {
       EPMOE_REQUIRE(!std::ifstream(b.json).good(), ErrorKind::Usage, "--json: '", b.json,
@@ -201,7 +202,7 @@ int cmd_bench(const Args& args, const MpiComm& comm) {
     const Matrix<float> x = first_rows(s.tokens, T);
     Matrix<int> forced;
     if (skew.kind != RoutingSkew::Kind::Real) {
-      forced = synthetic_expert_ids(s.model, skew, T, s.first_token, s.seed ^ 0xB1A5ull);
+      forced = synthetic_expert_ids(s.model, skew, T, s.first_token, s.seed ^ kRoutingSkewSalt);
       layer.force_expert_ids(&forced);
     }
     // On the GPU every forward after the first runs on the input forward() put on the device, back to back, as the

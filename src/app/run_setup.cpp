@@ -204,6 +204,12 @@ void build_run(RunSetup& s, RunOptions& opt, const MpiComm& comm, std::vector<La
     // The loads need every rank's counts (a collective, in prepare_run), and the experts to read need the loads:
     // here only each layer's router, and this rank's tokens through it.
     for (int l = 0; l < s.model.num_layers; ++l) {
+      if (opt.routing.kind != RoutingSkew::Kind::Real) {  // the synthetic choice the bench imposes on every layer
+        const Matrix<int> ids = synthetic_expert_ids(s.model, opt.routing, s.tokens.rows(), s.first_token,
+                                                     s.seed ^ kRoutingSkewSalt);
+        s.local_loads.push_back(expert_loads(ids, s.model.num_experts));
+        continue;
+      }
       const LayerWeights router = s.checkpoint.empty() ? generate_layer_weights(s.model, s.seed, l, {})
                                                        : read_layer_shard(s.checkpoint, s.model, l, {}, comm, &stats);
       s.local_loads.push_back(expert_loads(route_on_host(s.model, router, s.tokens).ids, s.model.num_experts));

@@ -36,12 +36,18 @@ struct RunOptions {
   bool verify = false;
   bool no_verify = false;
   double tolerance = 0.0;
+  // bench --routing: the expert choice the layers are run with, so also the one whose loads --placement balanced
+  // measures (Real: the router's).
+  RoutingSkew routing;
   // derived
   Mode mode_value = Mode::AllToAll;
 };
 
 // The flags of `run`; `bench` leaves out --tokens and --layers (it sweeps sizes on one layer).
 void add_run_flags(ArgParser& parser, RunOptions& opt, bool bench = false);
+
+// The seed of bench --routing's synthetic expert choice: s.seed ^ this.
+constexpr std::uint64_t kRoutingSkewSalt = 0xB1A5ull;
 
 struct RunSetup {
   ModelConfig model;

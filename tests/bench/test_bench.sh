@@ -40,6 +40,14 @@ check "bench allreduce, synthetic zipf routing, 3 ranks" 0 "all checks passed" -
   $MPIRUN -np 3 "$EPMOE" bench --backend cpu -b 16 -e 16 -n 2 -c --mode allreduce --routing zipf:1.5 --preset latent-mini
 check "bench hot-expert routing" 0 "all checks passed" -- \
   $MPIRUN -np 2 "$EPMOE" bench --backend cpu -b 16 -e 16 -n 1 -c --routing hot:0.9 --preset gpt-oss-mini
+check "bench zipf routing with balanced placement at 3 ranks" 0 "all checks passed" -- \
+  $MPIRUN -np 3 "$EPMOE" bench --backend cpu -b 16 -e 32 -n 1 -c --routing zipf:1.2 --placement balanced --preset qwen3-mini
+cp "$out" "$WORK/balanced.txt"
+# zipf:1.2 puts the hot experts on linear placement's rank 0 (536 of 768 pairs at 32 tokens); balanced measures the
+# imposed choice's loads, not the router's, and evens them out.
+check "... places by the loads of the imposed choice" 0 \
+  "balanced placement, layer 0: the busiest rank gets 256 pairs of this input \(linear placement: 536, mean 256\)" -- \
+  cat "$WORK/balanced.txt"
 check "bench bad routing" 2 "--routing: unknown routing 'skewed'" -- $MPIRUN -np 2 "$EPMOE" bench --backend cpu --routing skewed
 check "bench min > max" 2 "--min-tokens \(64\) must not exceed --max-tokens \(8\)" -- \
   $MPIRUN -np 2 "$EPMOE" bench --backend cpu -b 64 -e 8
