@@ -48,10 +48,15 @@ TEST_CASE("balanced placement from the loads a layer's routing measures equals t
     const int E = model.num_experts, R = comm.size(), T = 48;
     const ParallelConfig linear{Mode::AllToAll, Placement::Linear, 0, {}};
     const ExpertPlacement lin(E, R, linear);
+    const std::uint64_t weight_seed = ++seed;
     auto probe =
-        make_cpu_layer(model, linear, comm, generate_layer_weights(model, ++seed, 0, lin.experts_of(comm.rank())));
-    const std::vector<double> loads =
-        measure_expert_loads(*probe, generate_tokens(T, model.hidden_size, ++seed, T * comm.rank()), comm, E);
+        make_cpu_layer(model, linear, comm, generate_layer_weights(model, weight_seed, 0, lin.experts_of(comm.rank())));
+    const Matrix<float> x = generate_tokens(T, model.hidden_size, ++seed, T * comm.rank());
+    const std::vector<double> loads = measure_expert_loads(*probe, x, comm, E);
+    // What epmoe run measures instead (the router alone, on the host) is the layer's own choice.
+    const Matrix<int> on_host = route_on_host(model, generate_layer_weights(model, weight_seed, 0, {}), x).ids;
+    REQUIRE(on_host.size() == probe->last_routing().ids.size());
+    REQUIRE(std::equal(on_host.data(), on_host.data() + on_host.size(), probe->last_routing().ids.data()));
     double pairs = 0;
     for (double l : loads) pairs += l;
     REQUIRE(pairs == static_cast<double>(T) * R * model.top_k);  // every rank's pairs, each counted once
