@@ -106,6 +106,10 @@ Matrix<float> read_tokens(const std::string& path, const std::string& dataset, l
 void write_output_file(const std::string& path, const Matrix<float>& output, const Matrix<int>& topk_ids,
                        const Matrix<float>& topk_weights);
 
+// Expert loads file: /expert_loads [layers, num_experts] float32, the pairs routed to each expert of each layer
+// (epmoe run --save-expert-loads; read back by --expert-loads with read_tokens); temp name + rename. One rank.
+void write_expert_loads_file(const std::string& path, const Matrix<float>& loads);
+
 // Loads every layer of a checkpoint for this rank's experts and gathers per-rank I/O statistics.
 struct ShardLoad {
   std::vector<LayerWeights> layers;

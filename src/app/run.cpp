@@ -102,6 +102,10 @@ int cmd_run(const Args& args, const MpiComm& comm) {
          << (setup.backend == BackendKind::Cpu ? ", CPU backend" : "") << ")\n";
   if (comm.rank() == 0) std::cout << report.str();
 
+  if (!opt.save_expert_loads.empty()) {
+    write_expert_loads(setup, opt.save_expert_loads, comm);
+    if (comm.rank() == 0) std::cout << "# wrote /expert_loads to " << opt.save_expert_loads << "\n";
+  }
   if (!opt.output.empty()) {
     write_run_output(setup, opt.output, final_output, setup.layers.front()->last_routing(), comm);
     if (comm.rank() == 0) std::cout << "# wrote /output, /topk_ids, /topk_weights to " << opt.output << "\n";

@@ -30,6 +30,12 @@ void add_run_flags(ArgParser& parser, RunOptions& opt, bool bench) {
                       "FILE");
     parser.add_string("--output", &opt.output, "write /output, /topk_ids and /topk_weights to this HDF5 file",
                       "FILE");
+    parser.add_string("--save-expert-loads", &opt.save_expert_loads,
+                      "write each layer's pairs per expert (last pass, all ranks) to /expert_loads of this HDF5 file",
+                      "FILE");
+    parser.add_string("--expert-loads", &opt.expert_loads,
+                      "--placement balanced from /expert_loads [layers, experts] of this file (--save-expert-loads)",
+                      "FILE");
     parser.add_int("--tokens", &opt.tokens, "tokens per rank (alltoall) or on every rank (allreduce)", 0, 1 << 24);
     parser.add_int("--layers", &opt.layers, "MoE layers to run (0 = the model's; model-sized presets default to 2)",
                    0, 1000);
@@ -37,7 +43,8 @@ void add_run_flags(ArgParser& parser, RunOptions& opt, bool bench) {
   parser.add_choice("--mode", &opt.mode, {"alltoall", "allreduce"},
                     "alltoall: each rank owns its tokens; allreduce: all ranks hold the same tokens");
   parser.add_choice("--placement", &opt.placement, {"linear", "round-robin", "balanced"},
-                    "placement of experts on ranks (balanced: by the loads the input gives each layer's router)");
+                    "placement of experts on ranks (balanced: by measured loads, from --expert-loads or else the "
+                    "input through each layer's router)");
   parser.add_int("--pad-multiple", &opt.pad_multiple, "pad the expert width to a multiple of this (0 = no padding)",
                  0, 4096);
   parser.add_int("--seed", &opt.seed, "seed of synthetic weights and tokens", 0, (1L << 62));
@@ -137,7 +144,7 @@ void place_by_loads(RunSetup& s, const MpiComm& comm) {
   std::ostringstream report;
   for (std::size_t l = 0; l < s.local_loads.size(); ++l) {
     std::vector<float> sum(s.local_loads[l].begin(), s.local_loads[l].end());  // counts: exact in float
-    comm.allreduce_sum(sum);
+    if (!s.loads_from_file) comm.allreduce_sum(sum);
     const std::vector<double> loads(sum.begin(), sum.end());
     s.layer_owner.push_back(balanced_expert_owner(loads, R));
     ParallelConfig p = s.parallel;
@@ -145,8 +152,9 @@ void place_by_loads(RunSetup& s, const MpiComm& comm) {
     const std::vector<double> mine = rank_loads(loads, ExpertPlacement(E, R, p));
     const std::vector<double> linear = rank_loads(loads, ExpertPlacement(E, R, Placement::Linear));
     report << "# balanced placement, layer " << l << ": the busiest rank gets "
-           << *std::max_element(mine.begin(), mine.end())
-           << " pairs of this input (linear placement: " << *std::max_element(linear.begin(), linear.end()) << ", mean "
+           << *std::max_element(mine.begin(), mine.end()) << " pairs of "
+           << (s.loads_from_file ? "the loads in " + s.loads_source : std::string("this input"))
+           << " (linear placement: " << *std::max_element(linear.begin(), linear.end()) << ", mean "
            << std::accumulate(loads.begin(), loads.end(), 0.0) / R << ")\n";
   }
   s.parallel.expert_owner = s.layer_owner.at(0);
@@ -190,16 +198,42 @@ void build_run(RunSetup& s, RunOptions& opt, const MpiComm& comm, std::vector<La
   s.verify = s.mini ? !opt.no_verify : opt.verify;
   s.tolerance = opt.tolerance > 0 ? opt.tolerance : (s.backend == BackendKind::Cpu ? 1e-5 : 2e-2);
   s.seed = static_cast<std::uint64_t>(opt.seed);
-  if (!opt.output.empty() && comm.rank() == 0) {
-    const size_t slash = opt.output.find_last_of('/');
-    const std::string dir = slash == std::string::npos ? "." : (slash == 0 ? "/" : opt.output.substr(0, slash));
-    EPMOE_REQUIRE(access(dir.c_str(), W_OK) == 0, ErrorKind::Input, "--output ", opt.output, ": the folder '", dir,
+  for (const auto& [flag, path] : {std::pair<const char*, const std::string&>{"--output", opt.output},
+                                   {"--save-expert-loads", opt.save_expert_loads}}) {
+    if (path.empty() || comm.rank() != 0) continue;
+    const size_t slash = path.find_last_of('/');
+    const std::string dir = slash == std::string::npos ? "." : (slash == 0 ? "/" : path.substr(0, slash));
+    EPMOE_REQUIRE(access(dir.c_str(), W_OK) == 0, ErrorKind::Input, flag, " ", path, ": the folder '", dir,
                   "' does not exist or is not writable");
   }
   load_tokens(s, opt, comm);
 
   // Each rank reads only its own experts (plus the router, shared and latent tensors). No collective may run
   // here: a rank that failed above is already waiting in run_collectively's agreement.
+  EPMOE_REQUIRE(opt.expert_loads.empty() || balanced, ErrorKind::Usage,
+                "--expert-loads places the experts by those loads: it needs --placement balanced");
+  if (balanced && !opt.expert_loads.empty()) {
+    // Every rank reads the whole file: the loads of all ranks, from an earlier run.
+    const std::string what = opt.expert_loads + ": dataset /expert_loads";
+    const TokenFileInfo info = token_file_info(opt.expert_loads, "/expert_loads");
+    EPMOE_REQUIRE(info.width == s.model.num_experts, ErrorKind::Input, what, " has ", info.width,
+                  " columns, the model has ", s.model.num_experts, " experts; use loads saved for this model");
+    EPMOE_REQUIRE(info.rows >= s.model.num_layers, ErrorKind::Input, what, " holds ", info.rows,
+                  " layers, this run has ", s.model.num_layers, "; save loads of at least as many layers");
+    const Matrix<float> loads =
+        read_tokens(opt.expert_loads, "/expert_loads", 0, s.model.num_layers, s.model.num_experts);
+    for (int l = 0; l < s.model.num_layers; ++l) {
+      for (int e = 0; e < s.model.num_experts; ++e) {
+        const float v = loads.at(l, e);
+        EPMOE_REQUIRE(std::isfinite(v) && v >= 0, ErrorKind::Input, what, " holds ", v, " at layer ", l, ", expert ", e,
+                      "; loads are pair counts (finite, >= 0)");
+      }
+      s.local_loads.emplace_back(loads.row(l), loads.row(l) + s.model.num_experts);
+    }
+    s.loads_from_file = true;
+    s.loads_source = opt.expert_loads;
+    return;
+  }
   if (balanced) {
     // The loads need every rank's counts (a collective, in prepare_run), and the experts to read need the loads:
     // here only each layer's router, and this rank's tokens through it.
@@ -263,6 +297,20 @@ LayerWeights reference_weights(const RunSetup& s, int layer, const std::vector<i
   return read_layer_shard(s.checkpoint, s.model, layer, experts, self);
 }
 }  // namespace
+
+void write_expert_loads(const RunSetup& s, const std::string& path, const MpiComm& comm) {
+  const int L = static_cast<int>(s.layers.size()), E = s.model.num_experts;
+  Matrix<float> loads(L, E);
+  for (int l = 0; l < L; ++l) {
+    const std::vector<double> mine = expert_loads(s.layers[l]->last_routing().ids, E);
+    std::copy(mine.begin(), mine.end(), loads.row(l));
+  }
+  // allreduce mode: every rank routes the same tokens; count them once.
+  if (s.parallel.mode == Mode::AllToAll) comm.allreduce_sum(loads);
+  run_collectively(comm, [&] {
+    if (comm.rank() == 0) write_expert_loads_file(path, loads);
+  });
+}
 
 void write_run_output(const RunSetup& s, const std::string& path, const Matrix<float>& output,
                       const Routing& routing, const MpiComm& comm) {

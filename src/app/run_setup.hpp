@@ -31,6 +31,8 @@ struct RunOptions {
   // run only
   std::string input;   // tokens from this HDF5 file (/hidden_states)
   std::string output;  // /output, /topk_ids, /topk_weights to this HDF5 file
+  std::string save_expert_loads;  // each layer's pairs per expert in the last pass, to this HDF5 file
+  std::string expert_loads;       // --placement balanced from this file's /expert_loads instead of the input
   int iters = 1;
   int warmup = 0;
   bool verify = false;
@@ -68,6 +70,8 @@ struct RunSetup {
   std::vector<std::vector<double>> local_loads;
   std::vector<std::vector<int>> layer_owner;
   std::string balance_report;  // one line per layer: the busiest rank's pairs, balanced against linear
+  bool loads_from_file = false;  // local_loads came from --expert-loads: already every rank's, not summed again
+  std::string loads_source;      // that file
   // The parallel configuration of `layer` (its owner map under balanced placement).
   ParallelConfig layer_parallel(int layer) const {
     ParallelConfig p = parallel;
@@ -94,6 +98,8 @@ VerifyOutcome verify_layer_collectively(const RunSetup& setup, int layer, const 
                                         int rows_per_rank = 0, bool routing_forced = false);
 // Writes /output (the last layer's output, global token order), /topk_ids and /topk_weights (the first layer's
 // routing) to `path` on rank 0. Collective.
+// --save-expert-loads: each layer's pairs per expert of its last forward, summed over the ranks, written by rank 0.
+void write_expert_loads(const RunSetup& setup, const std::string& path, const MpiComm& comm);
 void write_run_output(const RunSetup& setup, const std::string& path, const Matrix<float>& output,
                       const Routing& first_layer_routing, const MpiComm& comm);
 

@@ -16,7 +16,10 @@ TokenDataset open_tokens(const std::string& path, const std::string& dataset) {
   t.file = io::open_read(path);
   const std::string what = path + ": dataset '" + dataset + "'";
   EPMOE_REQUIRE(io::link_exists(t.file.get(), dataset), ErrorKind::Input, what,
-                " is missing; a token file holds /hidden_states [T, D] (float32, float16 or bfloat16)");
+                dataset == "/expert_loads"
+                    ? " is missing; an expert loads file holds /expert_loads [layers, experts] (epmoe run "
+                      "--save-expert-loads writes one)"
+                    : " is missing; a token file holds /hidden_states [T, D] (float32, float16 or bfloat16)");
   t.dataset = io::checked(H5Dopen2(t.file.get(), dataset.c_str(), H5P_DEFAULT), H5Dclose,
                           what + " cannot be opened (not a dataset, or the file is corrupted)");
   t.shape = io::describe_dataset(t.dataset.get());
@@ -88,6 +91,15 @@ void write_output_file(const std::string& path, const Matrix<float>& output, con
                topk_ids.data());
   write_matrix(file.get(), path, "/topk_weights", H5T_IEEE_F32LE, H5T_NATIVE_FLOAT, topk_weights.rows(),
                topk_weights.cols(), topk_weights.data());
+  io::check_status(file.close(), path + ": closing the file failed (disk full?)");
+  temp.commit();
+}
+
+void write_expert_loads_file(const std::string& path, const Matrix<float>& loads) {
+  io::TempPath temp(path);
+  io::Handle file = io::create_file(temp);
+  write_matrix(file.get(), path, "/expert_loads", H5T_IEEE_F32LE, H5T_NATIVE_FLOAT, loads.rows(), loads.cols(),
+               loads.data());
   io::check_status(file.close(), path + ": closing the file failed (disk full?)");
   temp.commit();
 }

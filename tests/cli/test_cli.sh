@@ -35,7 +35,7 @@ expect "no command prints usage, exit 2" 2 "usage: epmoe <command>" -- "$EPMOE"
 expect "--help" 0 "commands:" -- "$EPMOE" --help
 expect "unknown command" 2 "unknown command 'frobnicate'" -- "$EPMOE" frobnicate
 for flag in --preset --tokens --layers --mode --placement --pad-multiple --seed --iters --warmup --verify \
-            --no-verify --backend --tolerance; do
+            --no-verify --backend --tolerance --save-expert-loads --expert-loads; do
   expect "run --help lists $flag" 0 "^  $flag" -- "$EPMOE" run --help
 done
 expect "run --help shows defaults" 0 "default: deepseek-mini" -- "$EPMOE" run --help
@@ -95,6 +95,25 @@ expect "... and its outputs equal the 1-rank run's" 0 "ids_equal=True" -- \
   python3 "$here/compare_outputs.py" "$tmp/o1.h5" "$tmp/o3b.h5" 1e-5 37
 expect "balanced placement with more ranks than experts" 1 "more ranks \(17\) than experts \(16\)" -- \
   $MPIRUN -np 17 "$EPMOE" run --backend cpu --checkpoint "$data/nemotron-mini.h5" --tokens 1 --placement balanced
+expect "--save-expert-loads writes each layer's pairs per expert, summed over the ranks" 0 "wrote /expert_loads" -- \
+  $MPIRUN -np 2 "$EPMOE" run --backend cpu --checkpoint "$data/nemotron-mini.h5" --input "$tmp/tokens.h5" \
+  --save-expert-loads "$tmp/loads.h5"
+expect "... one row per layer, each the 37 tokens' pairs" 0 "^loads ok" -- python3 -c "
+import h5py, sys
+d = h5py.File('$tmp/loads.h5', 'r')['/expert_loads'][:]
+k = int(h5py.File('$data/nemotron-mini.h5', 'r').attrs['top_k'])
+sums = d.sum(axis=1)
+print('loads ok' if d.ndim == 2 and d.shape[0] >= 1 and (sums == 37 * k).all() else 'loads bad: %s %s' % (d.shape, sums))"
+expect "balanced placement from a loads file at 3 ranks" 0 "balanced placement, layer 0: .* pairs of the loads in" -- \
+  $MPIRUN -np 3 "$EPMOE" run --backend cpu --checkpoint "$data/nemotron-mini.h5" --input "$tmp/tokens.h5" \
+  --output "$tmp/o3l.h5" --placement balanced --expert-loads "$tmp/loads.h5"
+expect "... and its outputs equal the 1-rank run's" 0 "ids_equal=True" -- \
+  python3 "$here/compare_outputs.py" "$tmp/o1.h5" "$tmp/o3l.h5" 1e-5 37
+expect "--expert-loads without balanced placement" 2 "--expert-loads places the experts by those loads: it needs" -- \
+  $MPIRUN -np 2 "$EPMOE" run --backend cpu --checkpoint "$data/nemotron-mini.h5" --expert-loads "$tmp/loads.h5"
+expect "--expert-loads naming a file without loads" 1 "tokens.h5: dataset '/expert_loads' is missing" -- \
+  $MPIRUN -np 2 "$EPMOE" run --backend cpu --checkpoint "$data/nemotron-mini.h5" --placement balanced \
+  --expert-loads "$tmp/tokens.h5"
 expect "allreduce mode with a float16 input file" 0 "verification passed" -- \
   $MPIRUN -np 2 "$EPMOE" run --backend cpu --checkpoint "$data/nemotron-mini.h5" --input "$tmp/tokens16.h5" --mode allreduce
 expect "NaN in the input is refused on every rank, naming the file and dataset" 1 \
