@@ -103,7 +103,8 @@ import h5py, sys
 d = h5py.File('$tmp/loads.h5', 'r')['/expert_loads'][:]
 k = int(h5py.File('$data/nemotron-mini.h5', 'r').attrs['top_k'])
 sums = d.sum(axis=1)
-print('loads ok' if d.ndim == 2 and d.shape[0] >= 1 and (sums == 37 * k).all() else 'loads bad: %s %s' % (d.shape, sums))"
+ok = d.ndim == 2 and d.shape[0] >= 1 and (sums == 37 * k).all()
+print('loads ok' if ok else 'loads bad: %s %s' % (d.shape, sums))"
 expect "balanced placement from a loads file at 3 ranks" 0 "balanced placement, layer 0: .* pairs of the loads in" -- \
   $MPIRUN -np 3 "$EPMOE" run --backend cpu --checkpoint "$data/nemotron-mini.h5" --input "$tmp/tokens.h5" \
   --output "$tmp/o3l.h5" --placement balanced --expert-loads "$tmp/loads.h5"
