@@ -40,9 +40,11 @@ ModelConfig read_checkpoint_config(const std::string& path);
 // (ascending global ids) read as hyperslabs of experts/*, converted to float. `config` must come from
 // read_checkpoint_config(path). With a parallel HDF5 and comm.size() > 1 every rank of `comm` must call this
 // together (MPI-IO, collective reads); with a serial HDF5 each rank opens the file read-only on its own and `comm`
-// is not used. Adds this call's bytes and time to `stats` when given.
+// is not used. Adds this call's bytes and time to `stats` when given. LayerParts::RouterOnly reads the router's
+// tensors alone (`expert_ids` empty).
 LayerWeights read_layer_shard(const std::string& path, const ModelConfig& config, int layer,
-                              const std::vector<int>& expert_ids, const MpiComm& comm, IoStats* stats = nullptr);
+                              const std::vector<int>& expert_ids, const MpiComm& comm, IoStats* stats = nullptr,
+                              LayerParts parts = LayerParts::All);
 
 // What `epmoe inspect` shows: the config, every dataset, and every way the file breaks the contract.
 struct CheckpointReport {

@@ -33,8 +33,11 @@ struct LayerWeights {
 // Synthetic weights from a counter-based generator: element i of tensor t of expert e in layer l depends only on
 // (seed, l, t, e, i), so a shard generated for some experts equals the same slice of the whole layer, on any rank.
 // Values are uniform in [-1/sqrt(fan_in), 1/sqrt(fan_in)] (biases: the same scale, halved).
+// Which tensors of a layer to produce: all (the routed experts `expert_ids`), or the router's alone (balanced
+// placement measures the loads with it before it knows which experts a rank holds; `expert_ids` must be empty).
+enum class LayerParts { All, RouterOnly };
 LayerWeights generate_layer_weights(const ModelConfig& config, std::uint64_t seed, int layer,
-                                    const std::vector<int>& expert_ids);
+                                    const std::vector<int>& expert_ids, LayerParts parts = LayerParts::All);
 std::vector<int> all_experts(const ModelConfig& config);
 
 // The shard of `full` (which holds every expert) that holds `expert_ids`: router, shared and latent in full.

@@ -143,8 +143,9 @@ void place_by_loads(RunSetup& s, const MpiComm& comm) {
   const int E = s.model.num_experts, R = comm.size();
   std::ostringstream report;
   for (std::size_t l = 0; l < s.local_loads.size(); ++l) {
+    const bool from_file = !s.loads_source.empty();
     std::vector<float> sum(s.local_loads[l].begin(), s.local_loads[l].end());  // counts: exact in float
-    if (!s.loads_from_file) comm.allreduce_sum(sum);
+    if (!from_file) comm.allreduce_sum(sum);
     const std::vector<double> loads(sum.begin(), sum.end());
     s.layer_owner.push_back(balanced_expert_owner(loads, R));
     ParallelConfig p = s.parallel;
@@ -153,13 +154,52 @@ void place_by_loads(RunSetup& s, const MpiComm& comm) {
     const std::vector<double> linear = rank_loads(loads, ExpertPlacement(E, R, Placement::Linear));
     report << "# balanced placement, layer " << l << ": the busiest rank gets "
            << *std::max_element(mine.begin(), mine.end()) << " pairs of "
-           << (s.loads_from_file ? "the loads in " + s.loads_source : std::string("this input"))
+           << (from_file ? "the loads in " + s.loads_source : std::string("this input"))
            << " (linear placement: " << *std::max_element(linear.begin(), linear.end()) << ", mean "
            << std::accumulate(loads.begin(), loads.end(), 0.0) / R << ")\n";
   }
+  s.local_loads.clear();  // spent
   s.parallel.expert_owner = s.layer_owner.at(0);
   s.parallel.validate(s.model, R);
   s.balance_report = report.str();
+}
+
+// --placement balanced, before the experts are read: the loads of --expert-loads (every rank's already, from an
+// earlier run), or this rank's pairs per expert of each layer: the bench's imposed choice, else the input through
+// the layer's router (its tensors alone).
+void read_local_loads(RunSetup& s, const RunOptions& opt, const MpiComm& comm, IoStats& stats) {
+  const int E = s.model.num_experts, L = s.model.num_layers;
+  if (!opt.expert_loads.empty()) {
+    const std::string what = opt.expert_loads + ": dataset /expert_loads";
+    const TokenFileInfo info = token_file_info(opt.expert_loads, "/expert_loads");
+    EPMOE_REQUIRE(info.width == E, ErrorKind::Input, what, " has ", info.width, " columns, the model has ", E,
+                  " experts; use loads saved for this model");
+    EPMOE_REQUIRE(info.rows >= L, ErrorKind::Input, what, " holds ", info.rows, " layers, this run has ", L,
+                  "; save loads of at least as many layers");
+    const Matrix<float> loads = read_tokens(opt.expert_loads, "/expert_loads", 0, L, E);
+    for (int l = 0; l < L; ++l) {
+      for (int e = 0; e < E; ++e) {
+        const float v = loads.at(l, e);
+        EPMOE_REQUIRE(std::isfinite(v) && v >= 0, ErrorKind::Input, what, " holds ", v, " at layer ", l, ", expert ", e,
+                      "; loads are pair counts (finite, >= 0)");
+      }
+      s.local_loads.emplace_back(loads.row(l), loads.row(l) + E);
+    }
+    s.loads_source = opt.expert_loads;
+    return;
+  }
+  if (opt.routing.kind != RoutingSkew::Kind::Real) {  // the synthetic choice the bench imposes on every layer
+    const Matrix<int> ids =
+        synthetic_expert_ids(s.model, opt.routing, s.tokens.rows(), s.first_token, s.seed ^ kRoutingSkewSalt);
+    s.local_loads.assign(L, expert_loads(ids, E));
+    return;
+  }
+  for (int l = 0; l < L; ++l) {
+    const LayerWeights router =
+        s.checkpoint.empty() ? generate_layer_weights(s.model, s.seed, l, {}, LayerParts::RouterOnly)
+                             : read_layer_shard(s.checkpoint, s.model, l, {}, comm, &stats, LayerParts::RouterOnly);
+    s.local_loads.push_back(expert_loads(route_on_host(s.model, router, s.tokens).ids, E));
+  }
 }
 
 // Everything a rank can get wrong on its own: flags, files, tokens, its shard of the weights.
@@ -192,6 +232,8 @@ void build_run(RunSetup& s, RunOptions& opt, const MpiComm& comm, std::vector<La
   ParallelConfig check = s.parallel;  // balanced: the owner maps come after the loads (prepare_run)
   if (balanced) check.placement = Placement::Linear;
   check.validate(s.model, comm.size());
+  EPMOE_REQUIRE(opt.expert_loads.empty() || balanced, ErrorKind::Usage,
+                "--expert-loads places the experts by those loads: it needs --placement balanced");
   s.backend = choose_backend(opt.backend);
   EPMOE_REQUIRE(!(opt.verify && opt.no_verify), ErrorKind::Usage, "--verify and --no-verify exclude each other");
   // Small models verify by default; the float64 reference of a model-sized layer takes too long unless asked for.
@@ -208,48 +250,9 @@ void build_run(RunSetup& s, RunOptions& opt, const MpiComm& comm, std::vector<La
   }
   load_tokens(s, opt, comm);
 
-  // Each rank reads only its own experts (plus the router, shared and latent tensors). No collective may run
-  // here: a rank that failed above is already waiting in run_collectively's agreement.
-  EPMOE_REQUIRE(opt.expert_loads.empty() || balanced, ErrorKind::Usage,
-                "--expert-loads places the experts by those loads: it needs --placement balanced");
-  if (balanced && !opt.expert_loads.empty()) {
-    // Every rank reads the whole file: the loads of all ranks, from an earlier run.
-    const std::string what = opt.expert_loads + ": dataset /expert_loads";
-    const TokenFileInfo info = token_file_info(opt.expert_loads, "/expert_loads");
-    EPMOE_REQUIRE(info.width == s.model.num_experts, ErrorKind::Input, what, " has ", info.width,
-                  " columns, the model has ", s.model.num_experts, " experts; use loads saved for this model");
-    EPMOE_REQUIRE(info.rows >= s.model.num_layers, ErrorKind::Input, what, " holds ", info.rows,
-                  " layers, this run has ", s.model.num_layers, "; save loads of at least as many layers");
-    const Matrix<float> loads =
-        read_tokens(opt.expert_loads, "/expert_loads", 0, s.model.num_layers, s.model.num_experts);
-    for (int l = 0; l < s.model.num_layers; ++l) {
-      for (int e = 0; e < s.model.num_experts; ++e) {
-        const float v = loads.at(l, e);
-        EPMOE_REQUIRE(std::isfinite(v) && v >= 0, ErrorKind::Input, what, " holds ", v, " at layer ", l, ", expert ", e,
-                      "; loads are pair counts (finite, >= 0)");
-      }
-      s.local_loads.emplace_back(loads.row(l), loads.row(l) + s.model.num_experts);
-    }
-    s.loads_from_file = true;
-    s.loads_source = opt.expert_loads;
-    return;
-  }
-  if (balanced) {
-    // The loads need every rank's counts (a collective, in prepare_run), and the experts to read need the loads:
-    // here only each layer's router, and this rank's tokens through it.
-    for (int l = 0; l < s.model.num_layers; ++l) {
-      if (opt.routing.kind != RoutingSkew::Kind::Real) {  // the synthetic choice the bench imposes on every layer
-        const Matrix<int> ids = synthetic_expert_ids(s.model, opt.routing, s.tokens.rows(), s.first_token,
-                                                     s.seed ^ kRoutingSkewSalt);
-        s.local_loads.push_back(expert_loads(ids, s.model.num_experts));
-        continue;
-      }
-      const LayerWeights router = s.checkpoint.empty() ? generate_layer_weights(s.model, s.seed, l, {})
-                                                       : read_layer_shard(s.checkpoint, s.model, l, {}, comm, &stats);
-      s.local_loads.push_back(expert_loads(route_on_host(s.model, router, s.tokens).ids, s.model.num_experts));
-    }
-    return;
-  }
+  // No collective may run here: a rank that failed above is already waiting in run_collectively's agreement. So
+  // balanced placement only gathers this rank's loads here (prepare_run sums them and reads the shards after).
+  if (balanced) return read_local_loads(s, opt, comm, stats);
   read_shards(s, comm, shards, stats);
 }
 

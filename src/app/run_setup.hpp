@@ -65,13 +65,12 @@ struct RunSetup {
   bool verify = false;
   double tolerance = 0;
   bool mini = false;  // a small preset: the reference can afford every expert
-  // --placement balanced: this rank's pairs per expert of each layer (the run's tokens through that layer's router),
-  // then each layer's owner map from the loads summed over the ranks (parallel.expert_owner holds layer 0's).
+  // --placement balanced: each layer's loads (this rank's, or every rank's from loads_source, the --expert-loads
+  // file; kept until the owner maps are made), then each layer's owner map (parallel.expert_owner holds layer 0's).
   std::vector<std::vector<double>> local_loads;
+  std::string loads_source;
   std::vector<std::vector<int>> layer_owner;
   std::string balance_report;  // one line per layer: the busiest rank's pairs, balanced against linear
-  bool loads_from_file = false;  // local_loads came from --expert-loads: already every rank's, not summed again
-  std::string loads_source;      // that file
   // The parallel configuration of `layer` (its owner map under balanced placement).
   ParallelConfig layer_parallel(int layer) const {
     ParallelConfig p = parallel;
@@ -96,10 +95,11 @@ struct VerifyOutcome {
 VerifyOutcome verify_layer_collectively(const RunSetup& setup, int layer, const Matrix<float>& input,
                                         const Matrix<float>& output, const Matrix<int>& ids, const MpiComm& comm,
                                         int rows_per_rank = 0, bool routing_forced = false);
+// --save-expert-loads: each layer's pairs per expert of its last forward, summed over the ranks, written by rank 0.
+// Collective.
+void write_expert_loads(const RunSetup& setup, const std::string& path, const MpiComm& comm);
 // Writes /output (the last layer's output, global token order), /topk_ids and /topk_weights (the first layer's
 // routing) to `path` on rank 0. Collective.
-// --save-expert-loads: each layer's pairs per expert of its last forward, summed over the ranks, written by rank 0.
-void write_expert_loads(const RunSetup& setup, const std::string& path, const MpiComm& comm);
 void write_run_output(const RunSetup& setup, const std::string& path, const Matrix<float>& output,
                       const Routing& first_layer_routing, const MpiComm& comm);
 

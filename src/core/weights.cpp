@@ -32,7 +32,8 @@ std::vector<int> all_experts(const ModelConfig& config) {
 }
 
 LayerWeights generate_layer_weights(const ModelConfig& c, std::uint64_t seed, int layer,
-                                    const std::vector<int>& expert_ids) {
+                                    const std::vector<int>& expert_ids, LayerParts parts) {
+  EPMOE_ASSERT(parts == LayerParts::All || expert_ids.empty(), "a router-only layer holds no experts");
   using namespace synthetic;
   auto key = [layer](TensorId id) { return tensor_key(layer, id); };
   const int D = c.hidden_size, Din = c.expert_width(), I = c.moe_intermediate_size, R13 = c.w13_rows();
@@ -47,6 +48,7 @@ LayerWeights generate_layer_weights(const ModelConfig& c, std::uint64_t seed, in
     w.correction_bias.resize(c.num_experts);
     fill(w.correction_bias.data(), w.correction_bias.size(), seed, key(kCorrectionBias), 0, 0.1f);
   }
+  if (parts == LayerParts::RouterOnly) return w;
   w.expert_ids = expert_ids;
   const std::size_t n = expert_ids.size();
   const std::size_t w13_size = static_cast<std::size_t>(R13) * Din, w2_size = static_cast<std::size_t>(Din) * I;

@@ -121,7 +121,9 @@ class ShardReader {
 }  // namespace
 
 LayerWeights read_layer_shard(const std::string& path, const ModelConfig& c, int layer,
-                              const std::vector<int>& expert_ids, const MpiComm& comm, IoStats* stats) {
+                              const std::vector<int>& expert_ids, const MpiComm& comm, IoStats* stats,
+                              LayerParts parts) {
+  EPMOE_ASSERT(parts == LayerParts::All || expert_ids.empty(), "a router-only layer holds no experts");
   const auto t0 = std::chrono::steady_clock::now();
   const long long os0 = io::os_read_bytes();
   EPMOE_REQUIRE(layer >= 0 && layer < c.num_layers, ErrorKind::Input, path, ": layer ", layer,
@@ -146,28 +148,30 @@ LayerWeights read_layer_shard(const std::string& path, const ModelConfig& c, int
       w.correction_bias.resize(c.num_experts);
       reader.read_full("router/e_score_correction_bias", w.correction_bias.data());
     }
-    w.expert_ids = expert_ids;
-    w.w13.resize(n * static_cast<std::size_t>(R13) * Din);
-    w.w2.resize(n * static_cast<std::size_t>(Din) * I);
-    reader.read_experts("experts/w13", expert_ids, w.w13.data());
-    reader.read_experts("experts/w2", expert_ids, w.w2.data());
-    if (c.has_expert_bias) {
-      w.b13.resize(n * R13);
-      w.b2.resize(n * Din);
-      reader.read_experts("experts/b13", expert_ids, w.b13.data());
-      reader.read_experts("experts/b2", expert_ids, w.b2.data());
-    }
-    if (c.has_shared()) {
-      w.shared_w13 = Matrix<float>(c.shared_w13_rows(), D);
-      w.shared_w2 = Matrix<float>(D, c.shared_intermediate_size);
-      reader.read_full("shared/w13", w.shared_w13.data());
-      reader.read_full("shared/w2", w.shared_w2.data());
-    }
-    if (c.has_latent()) {
-      w.latent_down = Matrix<float>(c.latent_size, D);
-      w.latent_up = Matrix<float>(D, c.latent_size);
-      reader.read_full("latent/down", w.latent_down.data());
-      reader.read_full("latent/up", w.latent_up.data());
+    if (parts == LayerParts::All) {  // else the router's tensors alone
+      w.expert_ids = expert_ids;
+      w.w13.resize(n * static_cast<std::size_t>(R13) * Din);
+      w.w2.resize(n * static_cast<std::size_t>(Din) * I);
+      reader.read_experts("experts/w13", expert_ids, w.w13.data());
+      reader.read_experts("experts/w2", expert_ids, w.w2.data());
+      if (c.has_expert_bias) {
+        w.b13.resize(n * R13);
+        w.b2.resize(n * Din);
+        reader.read_experts("experts/b13", expert_ids, w.b13.data());
+        reader.read_experts("experts/b2", expert_ids, w.b2.data());
+      }
+      if (c.has_shared()) {
+        w.shared_w13 = Matrix<float>(c.shared_w13_rows(), D);
+        w.shared_w2 = Matrix<float>(D, c.shared_intermediate_size);
+        reader.read_full("shared/w13", w.shared_w13.data());
+        reader.read_full("shared/w2", w.shared_w2.data());
+      }
+      if (c.has_latent()) {
+        w.latent_down = Matrix<float>(c.latent_size, D);
+        w.latent_up = Matrix<float>(D, c.latent_size);
+        reader.read_full("latent/down", w.latent_down.data());
+        reader.read_full("latent/up", w.latent_up.data());
+      }
     }
     bytes = reader.bytes();
   }  // the file is closed here, inside the timed region
