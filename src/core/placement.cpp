@@ -91,18 +91,16 @@ std::vector<double> expert_loads(const Matrix<int>& ids, int num_experts) {
 
 namespace {
 
-double busiest(const std::vector<double>& load) {
-  return *std::max_element(load.begin(), load.end());
-}
-
 // Swaps of one expert of the busiest rank with a lighter one elsewhere, the swap that lowers the busiest rank's
-// load the most each time, while the busiest load goes down (the counts per rank never change).
-void improve_by_swaps(const std::vector<double>& loads, int num_ranks, std::vector<int>& owner) {
+// load the most each time, while the busiest load goes down (the counts per rank never change). Returns the busiest
+// rank's load then.
+double improve_by_swaps(const std::vector<double>& loads, int num_ranks, std::vector<int>& owner) {
   const int E = static_cast<int>(loads.size());
   std::vector<double> load(num_ranks, 0.0);
   for (int e = 0; e < E; ++e) load[owner[e]] += loads[e];
-  for (int step = 0; step < 4 * E; ++step) {
+  for (int step = 0;; ++step) {
     const int top = static_cast<int>(std::max_element(load.begin(), load.end()) - load.begin());
+    if (step == 4 * E) return load[top];
     double best = load[top];
     int best_a = -1, best_b = -1;
     for (int a = 0; a < E; ++a) {
@@ -119,7 +117,7 @@ void improve_by_swaps(const std::vector<double>& loads, int num_ranks, std::vect
         }
       }
     }
-    if (best_a < 0) return;  // no swap lowers the busiest rank (another rank may share its load: then none can)
+    if (best_a < 0) return load[top];  // no swap lowers the busiest rank (another may share its load: none can)
     const int r = owner[best_b];
     const double d = loads[best_a] - loads[best_b];
     load[top] -= d;
@@ -149,17 +147,11 @@ std::vector<int> balanced_expert_owner(const std::vector<double>& loads, int num
     load[best] += loads[e];
     --room[best];
   }
-  improve_by_swaps(loads, num_ranks, greedy);
+  const double greedy_busiest = improve_by_swaps(loads, num_ranks, greedy);
   const ExpertPlacement linear(E, num_ranks, Placement::Linear);
   std::vector<int> from_linear(E);
   for (int e = 0; e < E; ++e) from_linear[e] = linear.owner(e);
-  improve_by_swaps(loads, num_ranks, from_linear);
-  const auto loads_of = [&](const std::vector<int>& owner) {
-    std::vector<double> l(num_ranks, 0.0);
-    for (int e = 0; e < E; ++e) l[owner[e]] += loads[e];
-    return l;
-  };
-  return busiest(loads_of(from_linear)) < busiest(loads_of(greedy)) ? from_linear : greedy;
+  return improve_by_swaps(loads, num_ranks, from_linear) < greedy_busiest ? from_linear : greedy;
 }
 
 std::vector<double> rank_loads(const std::vector<double>& loads, const ExpertPlacement& placement) {
