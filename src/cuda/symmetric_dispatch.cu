@@ -186,8 +186,11 @@ __global__ void push_kernel(const bf16* __restrict__ xr, const int* __restrict__
   raise_flags_when_done(peers, L, L.flags, me, epoch, ticket);
 }
 
-// 5: blocks stride over the received rows; row i is in home h's rows here (bases[h] <= i < bases[h + 1] for the last
-// such h) and goes to h's back rows at bases[R + h] + (i - bases[h]). Then the last block raises the back flags.
+// 5: the received rows of home h (bases[h] <= i < bases[h + 1]) go to h's back rows at bases[R + h] + (i - bases[h]).
+// The blocks take the homes in turn (index j is row j / R of home (me + 1 + j) % R), so that at any moment every
+// rank writes to every home, as an all-to-all's schedule does. In the rows' order all ranks sent to home 0 first,
+// then to home 1, ..., queueing on one GPU's NVLink ingress at a time: qwen3-30b-a3b's combine at 4 ranks took
+// 0.29 ms against 0.19 (session 12). Then the last block raises the back flags.
 template <int V>
 __global__ void send_back_kernel(const bf16* __restrict__ y, int padded, const int* __restrict__ pair_pos,
                                  const int* __restrict__ meta, int N, const float* __restrict__ b2, float scale,
@@ -195,16 +198,15 @@ __global__ void send_back_kernel(const bf16* __restrict__ y, int padded, const i
                                  const std::size_t* __restrict__ bases, int me, std::uint64_t epoch,
                                  unsigned int* ticket) {
   const int R = L.ranks;
-  for (std::size_t i = blockIdx.x; i < static_cast<std::size_t>(N); i += gridDim.x) {
-    int lo = 0, hi = R;  // the first source whose base is past i, less one
-    while (lo < hi) {
-      const int mid = (lo + hi) / 2;
-      if (bases[mid] <= i) lo = mid + 1;
-      else hi = mid;
-    }
-    const int h = lo - 1;
-    bf16* dst = reinterpret_cast<bf16*>(peers[h] + L.back) + (bases[R + h] + i - bases[h]) * L.width;
-    weighted_sum_row<V>(y, padded, pair_pos, meta, L.top_k, L.width, b2, scale, i, dst);
+  const auto rows_of = [&](int h) { return (h + 1 < R ? bases[h + 1] : static_cast<std::size_t>(N)) - bases[h]; };
+  std::size_t most = 0;  // the most rows of one home
+  for (int h = 0; h < R; ++h) most = max(most, rows_of(h));
+  for (std::size_t j = blockIdx.x; j < most * R; j += gridDim.x) {
+    const int h = static_cast<int>((me + 1 + j) % R);
+    const std::size_t k = j / R;
+    if (k >= rows_of(h)) continue;  // home h has fewer rows (the same for every thread of the block)
+    bf16* dst = reinterpret_cast<bf16*>(peers[h] + L.back) + (bases[R + h] + k) * L.width;
+    weighted_sum_row<V>(y, padded, pair_pos, meta, L.top_k, L.width, b2, scale, bases[h] + k, dst);
   }
   raise_flags_when_done(peers, L, L.back_flags, me, epoch, ticket);
 }

@@ -224,15 +224,15 @@ TEST_CASE("bias_activation equals the CPU activation", "[cuda][kernels][activati
   const MpiComm comm;
   std::mt19937_64 rng(fresh_seed(comm, "bias_activation"));
   for (Activation kind : {Activation::Silu, Activation::Gelu, Activation::SwigluOai, Activation::Relu2}) {
-    // inter: the 16-byte path, the scalar path, more columns than a block's threads; each with and without a bias
-    // (with: four rows per thread on the 16-byte path).
-    for (int variant = 0; variant < 6; ++variant) {
-      const int inter = std::array<int, 3>{96, 90, 2880}[variant / 2];
+    // inter: the 16-byte path, the scalar path, more columns than a block's threads; each with and without a bias.
+    // Variant 6: more rows than the grid's 65535 tiles of up to 32 rows, so that threads stride over the tiles.
+    for (int variant = 0; variant < 7; ++variant) {
+      const int inter = std::array<int, 4>{96, 90, 2880, 8}[variant / 2];
       const bool has_bias = variant % 2 == 0;
       // Each row's expert at random (runs of one expert, as in the layout, and changes within a thread's rows),
       // about one row in six padding (-1: left alone).
       const bool gated = kind != Activation::Relu2;
-      const int rows = 157, h_cols = gated ? 2 * inter : inter, n = 5;
+      const int rows = variant == 6 ? 65535 * 32 + 157 : 157, h_cols = gated ? 2 * inter : inter, n = 5;
       const std::vector<float> h = to_float(to_bf16(uniform(rng, static_cast<std::size_t>(rows) * h_cols, -9, 9)));
       std::vector<float> bias = uniform(rng, static_cast<std::size_t>(n) * h_cols, -1, 1);
       if (!has_bias) std::fill(bias.begin(), bias.end(), 0.0f);
