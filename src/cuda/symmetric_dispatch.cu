@@ -190,7 +190,9 @@ __global__ void push_kernel(const bf16* __restrict__ xr, const int* __restrict__
 // The blocks take the homes in turn (index j is row j / R of home (me + 1 + j) % R), so that at any moment every
 // rank writes to every home, as an all-to-all's schedule does. In the rows' order all ranks sent to home 0 first,
 // then to home 1, ..., queueing on one GPU's NVLink ingress at a time: qwen3-30b-a3b's combine at 4 ranks took
-// 0.29 ms against 0.19 (session 12). Then the last block raises the back flags.
+// 0.29 ms against 0.19 (session 12). The turns run to R x the most rows of one home: where one home sent far more
+// rows than the others (ranks with very different token counts), most turns are skipped, a cost the rows' order did
+// not have (docs/performance.md, "Not done yet"). Then the last block raises the back flags.
 template <int V>
 __global__ void send_back_kernel(const bf16* __restrict__ y, int padded, const int* __restrict__ pair_pos,
                                  const int* __restrict__ meta, int N, const float* __restrict__ b2, float scale,
