@@ -50,6 +50,10 @@ class LayerRunner {
   virtual void force_expert_ids(const Matrix<int>* ids);
 };
 
+// Per-expert pair counts [num_experts] summed over the ranks of `comm` (exact: counts below 2^24 per expert travel
+// as float). Collective.
+std::vector<double> sum_loads_over_ranks(const std::vector<double>& loads, const MpiComm& comm);
+
 // The pairs per expert [num_experts] that the routing of `probe` gives `tokens` (this rank's), summed over the
 // ranks of `comm`: the same on every rank, the input of balanced_expert_owner (placement.hpp). One forward;
 // collective. The probe's placement does not change its routing: build it with linear placement.

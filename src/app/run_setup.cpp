@@ -144,9 +144,7 @@ void place_by_loads(RunSetup& s, const MpiComm& comm) {
   std::ostringstream report;
   for (std::size_t l = 0; l < s.local_loads.size(); ++l) {
     const bool from_file = !s.loads_source.empty();
-    std::vector<float> sum(s.local_loads[l].begin(), s.local_loads[l].end());  // counts: exact in float
-    if (!from_file) comm.allreduce_sum(sum);
-    const std::vector<double> loads(sum.begin(), sum.end());
+    const std::vector<double> loads = from_file ? s.local_loads[l] : sum_loads_over_ranks(s.local_loads[l], comm);
     s.layer_owner.push_back(balanced_expert_owner(loads, R));
     ParallelConfig p = s.parallel;
     p.expert_owner = s.layer_owner.back();

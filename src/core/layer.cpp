@@ -11,13 +11,16 @@ void LayerRunner::force_expert_ids(const Matrix<int>* ids) {
                                 "'real'); use --routing real or --backend cpu");
 }
 
+std::vector<double> sum_loads_over_ranks(const std::vector<double>& loads, const MpiComm& comm) {
+  std::vector<float> sum(loads.begin(), loads.end());
+  comm.allreduce_sum(sum);
+  return std::vector<double>(sum.begin(), sum.end());
+}
+
 std::vector<double> measure_expert_loads(LayerRunner& probe, const Matrix<float>& tokens, const MpiComm& comm,
                                          int num_experts) {
   probe.forward(tokens);
-  const std::vector<double> mine = expert_loads(probe.last_routing().ids, num_experts);
-  std::vector<float> loads(mine.begin(), mine.end());  // pair counts: exact in float up to 2^24 per expert
-  comm.allreduce_sum(loads);
-  return std::vector<double>(loads.begin(), loads.end());
+  return sum_loads_over_ranks(expert_loads(probe.last_routing().ids, num_experts), comm);
 }
 
 }  // namespace epmoe
