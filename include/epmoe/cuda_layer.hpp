@@ -50,7 +50,11 @@ std::unique_ptr<LayerRunner> make_cuda_layer_synthetic(const ModelConfig& model,
 // previous forward's GPU work (no copy in, no barrier before it), its output left on the device. Phase times and
 // the trace as forward(). The benchmarks time it: forward() also copies the input in and the output out (117 MB each
 // way at deepseek-v3's shape, 4096 tokens), which leaves NVLink idle long enough to fall asleep (docs/performance.md).
-void cuda_layer_forward_resident(LayerRunner& runner);
+// `gpu_lead_seconds` > 0: the layer's stream first idles that long on the GPU (outside the timed forward), so that
+// the host has queued the forward's first stages before the GPU starts them, as inside a model, where the previous
+// layer's work keeps the GPU busy meanwhile; without it a forward after a host barrier starts on an idle GPU and its
+// route runs only as fast as the host launches it, which skews the ranks' arrival at the dispatch.
+void cuda_layer_forward_resident(LayerRunner& runner, double gpu_lead_seconds = 0);
 
 // What the last forward() of a CUDA layer moved and holds (this rank). `runner` must come from make_cuda_layer*.
 struct CudaLayerStats {

@@ -50,10 +50,13 @@ class CudaLayer final : public LayerRunner {
   }
 
   // See cuda_layer_forward_resident().
-  void forward_resident() {
+  void forward_resident(double gpu_lead_seconds) {
     EPMOE_REQUIRE(staged_, ErrorKind::Usage,
                   "cuda_layer_forward_resident() needs a forward() first: it runs the layer again on the input that "
                   "forward() put on the device");
+    EPMOE_REQUIRE(gpu_lead_seconds >= 0 && gpu_lead_seconds <= 1, ErrorKind::Usage,
+                  "the GPU lead of a resident forward must be in [0, 1] s, got ", gpu_lead_seconds);
+    cuda::hold_stream(static_cast<std::uint64_t>(gpu_lead_seconds * 1e9), stages_->stream());
     timed_forward();
     stages_->finish_forward();
     stages_->trace().end_forward();
@@ -179,11 +182,11 @@ std::unique_ptr<LayerRunner> make_cuda_layer_synthetic(const ModelConfig& model,
   });
 }
 
-void cuda_layer_forward_resident(LayerRunner& runner) {
+void cuda_layer_forward_resident(LayerRunner& runner, double gpu_lead_seconds) {
   auto* layer = dynamic_cast<CudaLayer*>(&runner);
   EPMOE_REQUIRE(layer != nullptr, ErrorKind::Usage,
                 "cuda_layer_forward_resident() needs a layer made by make_cuda_layer*");
-  layer->forward_resident();
+  layer->forward_resident(gpu_lead_seconds);
 }
 
 CudaTrace cuda_layer_trace(LayerRunner& runner) {

@@ -28,6 +28,9 @@ void convert_bf16_to_f32(const bf16* in, float* out, std::size_t n, cudaStream_t
 void split_f32_to_bf16x3(const float* in, bf16* out, std::size_t n, cudaStream_t stream);
 // dst[i] = bf16(float(dst[i]) + float(src[i])).
 void add_bf16(bf16* dst, const bf16* src, std::size_t n, cudaStream_t stream);
+// The stream's next work starts `ns` nanoseconds after the stream reaches this point (one thread spins on
+// %globaltimer): the host's launches behind it queue up meanwhile.
+void hold_stream(std::uint64_t ns, cudaStream_t stream);
 
 // ---- router (reference: epmoe::select_topk in src/core/routing.cpp) ----
 struct RouterParams {

@@ -6,6 +6,7 @@
 
 #include "../core/counter_rng.hpp"
 #include "check.cuh"
+#include "device_clock.cuh"
 #include "kernels.cuh"
 #include "pair_meta.cuh"
 #include "row_math.cuh"
@@ -74,6 +75,11 @@ __global__ void add_bf16_kernel(bf16* __restrict__ dst, const bf16* __restrict__
   for (std::size_t i = blockIdx.x * std::size_t(blockDim.x) + threadIdx.x; i < n;
        i += std::size_t(gridDim.x) * blockDim.x)
     dst[i] = __float2bfloat16(__bfloat162float(dst[i]) + __bfloat162float(src[i]));
+}
+
+__global__ void hold_kernel(std::uint64_t ns) {
+  const std::uint64_t start = global_ns();
+  while (global_ns() - start < ns) __nanosleep(1000);
 }
 
 // The per-(rank, local expert) counts are first summed in shared memory when they fit (`shared_counts`), so that
@@ -335,6 +341,12 @@ void convert_bf16_to_f32(const bf16* in, float* out, std::size_t n, cudaStream_t
 void add_bf16(bf16* dst, const bf16* src, std::size_t n, cudaStream_t stream) {
   if (!n) return;
   add_bf16_kernel<<<grid_for(n), kThreads, 0, stream>>>(dst, src, n);
+  EPMOE_CUDA_LAUNCH_CHECK();
+}
+
+void hold_stream(std::uint64_t ns, cudaStream_t stream) {
+  if (!ns) return;
+  hold_kernel<<<1, 1, 0, stream>>>(ns);
   EPMOE_CUDA_LAUNCH_CHECK();
 }
 
