@@ -361,8 +361,9 @@ CudaStages::Batch CudaStages::dispatch(const Rows& xr, const Routing& routing) {
       StageTimer exchange(clock_, &PhaseTimes::dispatch_exchange, s);
       symmetric_->push(xr.data, routing.ids, routing.weights, T, owner_.data(), local_.data(), flags_.data(),
                        positions_.data(), s, trace_);
-      start_shared_expert(SharedStart::Pushed);
       symmetric_->wait_rows();
+      start_shared_expert(SharedStart::Pushed);
+      symmetric_->join_rows();
     }
     trace_.gpu(ForwardTrace::kPayload, s);
     const int* all = symmetric_->host_counts();  // [source, destination, stride]: the layer's one host sync

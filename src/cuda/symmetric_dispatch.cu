@@ -378,9 +378,14 @@ void SymmetricDispatch::wait_back(cudaStream_t stream) {
 void SymmetricDispatch::wait_rows() {
   const SymmetricLayout& L = layout_;
   const std::uint64_t* arrived = flag_words(static_cast<char*>(window_), L.flags);
-  wait_flags_kernel<<<1, 32 * ((L.ranks + 31) / 32), 0, last_push_.stream>>>(arrived, L.ranks, epoch_, kPayloadWait,
-                                                                              timeout_.data(), overflow_.data());
+  wait_flags_kernel<<<1, 32 * ((L.ranks + 31) / 32), 0, copy_stream_.get()>>>(arrived, L.ranks, epoch_, kPayloadWait,
+                                                                               timeout_.data(), overflow_.data());
   EPMOE_CUDA_LAUNCH_CHECK();
+  rows_arrived_.record(copy_stream_.get());
+}
+
+void SymmetricDispatch::join_rows() {
+  EPMOE_CUDA_CHECK(cudaStreamWaitEvent(last_push_.stream, rows_arrived_.get(), 0));
 }
 
 const int* SymmetricDispatch::host_counts() {
@@ -400,6 +405,7 @@ const int* SymmetricDispatch::host_counts() {
     exchange_counts(last_exchange_.sent, last_exchange_.stream, *last_exchange_.trace);
     push(p.xr, p.ids, p.weights, p.num_tokens, p.owner, p.local, p.flags, p.positions, p.stream, *p.trace);
     wait_rows();
+    join_rows();
   }
 }
 
