@@ -40,7 +40,10 @@ struct Args {
   std::string json;
   std::uint64_t seed = 1234;
   int experts = 0;  // > 0: the preset's expert count replaced (--experts)
-  double gpu_lead_us = 0;  // --gpu-lead: the GPU idles this long before each resident forward (outside its timing)
+  // --gpu-lead: the GPU idles this long before each resident forward (outside its timing), so that the host queues
+  // the forward's first stages ahead of the GPU, as inside a model; 0: the forward starts on an idle GPU right after
+  // the barrier, and its first stages run only as fast as each rank's host launches them (docs/performance.md).
+  double gpu_lead_us = 200;
   std::string command;
 };
 
@@ -65,8 +68,11 @@ Args parse(int argc, char** argv) {
     else if (f == "--json") a.json = value();
     else if (f == "--seed") a.seed = std::stoull(value());
     else if (f == "--experts") a.experts = std::stoi(value());
-    else if (f == "--gpu-lead")
+    else if (f == "--gpu-lead") {
       a.gpu_lead_us = std::stod(value());
+      EPMOE_REQUIRE(a.gpu_lead_us >= 0 && a.gpu_lead_us <= 1e6, epmoe::ErrorKind::Usage,
+                    "--gpu-lead is in microseconds, from 0 to 1000000; got ", a.gpu_lead_us);
+    }
     else
       EPMOE_THROW(epmoe::ErrorKind::Usage, "unknown flag ", f,
                   "; flags: --preset --tokens --mode --pad --placement --iters --warmup --verify --staged --json "
@@ -299,6 +305,8 @@ int run(const Args& args, const epmoe::MpiComm& comm) {
     if (!args.staged && args.gpu_lead_us > 0)
       std::printf("# each forward after the barrier: the GPU idles %.0f us first (--gpu-lead), the host queues ahead\n",
                   args.gpu_lead_us);
+    else if (!args.staged)
+      std::printf("# each forward starts on an idle GPU right after the barrier (--gpu-lead 0)\n");
     std::printf("%s", balance_text.c_str());
     std::printf("# per rank: %.0f pairs (max %.0f), dispatch %.1f MB, combine %.1f MB, device memory %.2f GiB "
                 "(weights %.2f GiB)\n",
