@@ -379,7 +379,7 @@ void SymmetricDispatch::wait_rows() {
   const SymmetricLayout& L = layout_;
   const std::uint64_t* arrived = flag_words(static_cast<char*>(window_), L.flags);
   wait_flags_kernel<<<1, 32 * ((L.ranks + 31) / 32), 0, copy_stream_.get()>>>(arrived, L.ranks, epoch_, kPayloadWait,
-                                                                               timeout_.data(), overflow_.data());
+                                                                              timeout_.data(), overflow_.data());
   EPMOE_CUDA_LAUNCH_CHECK();
   rows_arrived_.record(copy_stream_.get());
 }

@@ -72,8 +72,7 @@ Args parse(int argc, char** argv) {
       a.gpu_lead_us = std::stod(value());
       EPMOE_REQUIRE(a.gpu_lead_us >= 0 && a.gpu_lead_us <= 1e6, epmoe::ErrorKind::Usage,
                     "--gpu-lead is in microseconds, from 0 to 1000000; got ", a.gpu_lead_us);
-    }
-    else
+    } else
       EPMOE_THROW(epmoe::ErrorKind::Usage, "unknown flag ", f,
                   "; flags: --preset --tokens --mode --pad --placement --iters --warmup --verify --staged --json "
                   "--seed --experts --gpu-lead");
