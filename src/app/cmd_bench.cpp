@@ -33,6 +33,7 @@ struct BenchOptions {
   double step_factor = 2.0;
   int iters = 10;
   int warmup = 2;
+  double gpu_lead_us = 200;  // CUDA: each GPU idles this long before a pass, while its host queues the pass
   bool check = false;
   int check_tokens = 2;
   std::string json;
@@ -122,6 +123,10 @@ int cmd_bench(const Args& args, const MpiComm& comm) {
   parser.add_double("--step-factor", &b.step_factor, "multiply tokens per rank by this between sizes", 1.0, 1024.0);
   parser.add_int("--iters", &b.iters, "timed forward passes per size", 1, 1000000);
   parser.add_int("--warmup", &b.warmup, "untimed forward passes per size first", 0, 1000000);
+  parser.add_double("--gpu-lead", &b.gpu_lead_us,
+                    "CUDA backend: microseconds each GPU idles before a pass (untimed) while its host queues the pass, "
+                    "as inside a model; 0: the pass starts on an idle GPU",
+                    0.0, 1e6);
   parser.add_bool("--check", &b.check, "verify the last pass of every size against the float64 reference");
   parser.add_int("--check-tokens", &b.check_tokens, "model-sized presets: tokens per rank --check verifies", 1, 4096);
   parser.add_string("--json", &b.json, "also write the results as JSON to FILE (never overwritten)", "FILE");
@@ -206,13 +211,14 @@ int cmd_bench(const Args& args, const MpiComm& comm) {
       layer.force_expert_ids(&forced);
     }
     // On the GPU every forward after the first runs on the input forward() put on the device, back to back, as the
-    // layer runs inside a model (cuda_layer_forward_resident); `y` and the routing stay the first forward's.
+    // layer runs inside a model (cuda_layer_forward_resident), each after a GPU lead (--gpu-lead) in which the host
+    // queues it, as the previous layer's work would let it; `y` and the routing stay the first forward's.
     Matrix<float> y = layer.forward(x);
     for (int it = 0; it < b.warmup + b.iters; ++it) {
       if (it == b.warmup) layer.times().reset();
 #ifdef EPMOE_HAVE_CUDA
       if (s.backend == BackendKind::Cuda) {
-        cuda_layer_forward_resident(layer);
+        cuda_layer_forward_resident(layer, b.gpu_lead_us * 1e-6);
         continue;
       }
 #endif
@@ -324,6 +330,7 @@ int cmd_bench(const Args& args, const MpiComm& comm) {
         .value("ranks", comm.size())
         .value("iters", b.iters)
         .value("warmup", b.warmup)
+        .value("gpu_lead_us", s.backend == BackendKind::Cuda ? b.gpu_lead_us : 0.0)
         .value("unpad_plan", layer.plan().one_line())
         .end_object();
     j.begin_array("devices");

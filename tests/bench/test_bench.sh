@@ -49,6 +49,8 @@ check "... places by the loads of the imposed choice" 0 \
   "balanced placement, layer 0: the busiest rank gets 256 pairs of this input \(linear placement: 536, mean 256\)" -- \
   cat "$WORK/balanced.txt"
 check "bench bad routing" 2 "--routing: unknown routing 'skewed'" -- $MPIRUN -np 2 "$EPMOE" bench --backend cpu --routing skewed
+check "bench --gpu-lead out of range" 2 "--gpu-lead: -5 is out of range \\[0, " -- \
+  $MPIRUN -np 2 "$EPMOE" bench --backend cpu -b 8 -e 8 --gpu-lead -5
 check "bench min > max" 2 "--min-tokens \(64\) must not exceed --max-tokens \(8\)" -- \
   $MPIRUN -np 2 "$EPMOE" bench --backend cpu -b 64 -e 8
 check "bench --backend cuda without a GPU is refused, not run on the CPU" 2 "--backend cuda" -- \

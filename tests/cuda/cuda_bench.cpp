@@ -29,7 +29,9 @@ using epmoe::median;
 
 struct Args {
   std::string preset = "deepseek-mini";
-  int tokens = 128;
+  // --tokens N, or N0,N1,... one count per rank (alltoall mode): ranks with different token counts, as in decode
+  // batches.
+  std::vector<int> token_list{128};
   epmoe::Mode mode = epmoe::Mode::AllToAll;
   int pad = 0;
   epmoe::Placement placement = epmoe::Placement::Linear;
@@ -47,6 +49,24 @@ struct Args {
   std::string command;
 };
 
+std::vector<int> parse_token_list(const std::string& text) {
+  std::vector<int> list;
+  std::size_t at = 0;
+  for (;;) {
+    const std::size_t comma = text.find(',', at);
+    const std::string item = text.substr(at, comma == std::string::npos ? std::string::npos : comma - at);
+    char* end = nullptr;
+    const long n = std::strtol(item.c_str(), &end, 10);
+    EPMOE_REQUIRE(!item.empty() && *end == '\0' && n >= 0 && n <= (1 << 24), epmoe::ErrorKind::Usage,
+                  "--tokens takes a token count per rank from 0 to 16777216, or one per rank separated by commas; got '",
+                  text, "'");
+    list.push_back(static_cast<int>(n));
+    if (comma == std::string::npos) break;
+    at = comma + 1;
+  }
+  return list;
+}
+
 Args parse(int argc, char** argv) {
   Args a;
   for (int i = 0; i < argc; ++i) a.command += (i ? " " : "") + std::string(argv[i]);
@@ -57,7 +77,7 @@ Args parse(int argc, char** argv) {
       return argv[++i];
     };
     if (f == "--preset") a.preset = value();
-    else if (f == "--tokens") a.tokens = std::stoi(value());
+    else if (f == "--tokens") a.token_list = parse_token_list(value());
     else if (f == "--mode") a.mode = epmoe::parse_mode(value(), "--mode");
     else if (f == "--pad") a.pad = std::stoi(value());
     else if (f == "--placement") a.placement = epmoe::parse_placement(value(), "--placement");
@@ -126,18 +146,40 @@ int run(const Args& args, const epmoe::MpiComm& comm) {
     model.num_experts = args.experts;
     model.validate("--preset " + args.preset + " --experts " + std::to_string(args.experts));
   }
+  // This rank's tokens, the most any rank has, the first token's index, the mean (--tokens).
+  const std::vector<int>& list = args.token_list;
+  EPMOE_REQUIRE(list.size() == 1 || static_cast<int>(list.size()) == comm.size(), ErrorKind::Usage, "--tokens lists ",
+                list.size(), " counts for ", comm.size(), " ranks: give one count, or one per rank");
+  const auto count_of = [&](int r) { return list.size() == 1 ? list[0] : list[r]; };
+  EPMOE_REQUIRE(list.size() == 1 || args.mode == Mode::AllToAll, ErrorKind::Usage,
+                "--tokens with a count per rank needs --mode alltoall (allreduce: every rank holds the same tokens)");
+  const int tokens = count_of(comm.rank());
+  int most = 0;
+  std::int64_t first = 0, total_tokens = 0;
+  for (int r = 0; r < comm.size(); ++r) {
+    most = std::max(most, count_of(r));
+    if (r < comm.rank()) first += count_of(r);
+    total_tokens += count_of(r);
+  }
+  EPMOE_REQUIRE(most > 0, ErrorKind::Usage, "--tokens: some rank must have a token");
+  const int mean_tokens = static_cast<int>((total_tokens + comm.size() - 1) / comm.size());
+  std::string tokens_text = std::to_string(list[0]) + " tokens per rank";
+  if (list.size() > 1) {
+    tokens_text = "tokens per rank";
+    for (std::size_t r = 0; r < list.size(); ++r) tokens_text += (r ? "/" : " ") + std::to_string(list[r]);
+  }
   ParallelConfig parallel;
   parallel.mode = args.mode;
   parallel.pad_multiple = args.pad;
   CudaOptions options;
-  options.max_tokens = args.tokens;
+  options.max_tokens = most;
   std::string balance_text;
   if (args.placement == Placement::Balanced) {
     // The loads come from other tokens than the timed ones (another seed), as a deployment's placement comes from
     // earlier traffic: one forward of a linear-placement layer, pairs per expert summed over the ranks.
     std::unique_ptr<LayerRunner> probe = make_cuda_layer_synthetic(model, parallel, comm, args.seed, 0, options);
-    Matrix<float> calibration = generate_tokens(args.tokens, model.hidden_size, (args.seed ^ 0x5eedull) + 0xca1ull,
-                                                static_cast<std::int64_t>(args.tokens) * comm.rank());
+    Matrix<float> calibration =
+        generate_tokens(tokens, model.hidden_size, (args.seed ^ 0x5eedull) + 0xca1ull, first);
     testing::round_bf16(calibration);
     const std::vector<double> loads = measure_expert_loads(*probe, calibration, comm, model.num_experts);
     probe.reset();
@@ -161,8 +203,7 @@ int run(const Args& args, const epmoe::MpiComm& comm) {
   parallel.validate(model, comm.size());
   auto layer = make_cuda_layer_synthetic(model, parallel, comm, args.seed, 0, options);
   const bool alltoall = args.mode == Mode::AllToAll;
-  Matrix<float> x = generate_tokens(args.tokens, model.hidden_size, args.seed ^ 0x5eedull,
-                                    alltoall ? static_cast<std::int64_t>(args.tokens) * comm.rank() : 0);
+  Matrix<float> x = generate_tokens(tokens, model.hidden_size, args.seed ^ 0x5eedull, alltoall ? first : 0);
   testing::round_bf16(x);
   const std::string device = cuda_device_description();
   std::vector<std::string> devices(comm.size());
@@ -248,7 +289,7 @@ int run(const Args& args, const epmoe::MpiComm& comm) {
   const double flops_per_pair =
       2.0 * (static_cast<double>(model.w13_rows()) * Dp + static_cast<double>(Dp) * model.moe_intermediate_size);
   // Right after the forwards, with the GPUs as warm as the layer left them.
-  const CudaCeilings ceil = measure_cuda_ceilings(model, parallel, args.tokens, comm,
+  const CudaCeilings ceil = measure_cuda_ceilings(model, parallel, mean_tokens, comm,
                                                   static_cast<std::size_t>(std::max(dispatch_bytes, 1.0)), options);
   // Expert phase rate: the slowest rank's pairs over the slowest rank's time is a lower bound of what it did;
   // use the mean pairs per rank, as the dense ceiling is shaped from the mean (tokens x top_k rows).
@@ -295,9 +336,9 @@ int run(const Args& args, const epmoe::MpiComm& comm) {
   if (comm.rank() == 0) {
     std::printf("# epmoe_cuda_bench: %s\n", args.command.c_str());
     for (int r = 0; r < comm.size(); ++r) std::printf("# rank %d: %s\n", r, devices[r].c_str());
-    std::printf("# model: %s\n# mode %s, pad %d, placement %s, %d tokens per rank, %d ranks, %d iterations (median of "
+    std::printf("# model: %s\n# mode %s, pad %d, placement %s, %s, %d ranks, %d iterations (median of "
                 "the slowest rank), %d warm-up%s\n",
-                model.summary().c_str(), to_string(args.mode), args.pad, to_string(args.placement), args.tokens,
+                model.summary().c_str(), to_string(args.mode), args.pad, to_string(args.placement), tokens_text.c_str(),
                 comm.size(), std::max(args.iters, 1), args.warmup,
                 args.staged ? ", staged (input copied in and output out around each forward)"
                             : ", resident (input on the device, output left there)");
@@ -347,7 +388,7 @@ int run(const Args& args, const epmoe::MpiComm& comm) {
     }
     std::printf("# ceilings: dense GEMM %.0f x (%d + %d) at width %d: %.3f ms (median, fastest GPU; slowest %.3f ms); "
                 "ncclAlltoAll %.1f MB per rank: %.3f ms\n",
-                static_cast<double>(args.tokens) * model.top_k, model.w13_rows(), Dp, Dp, ceil.gemm_seconds * 1e3,
+                static_cast<double>(mean_tokens) * model.top_k, model.w13_rows(), Dp, Dp, ceil.gemm_seconds * 1e3,
                 ceil.gemm_seconds_slowest * 1e3, ceil.alltoall_bytes * 1e-6, ceil.alltoall_seconds * 1e3);
     std::printf("# per rank, median ms (rank 0 .. %d):", comm.size() - 1);
     for (int i = 0; i < kSkew; ++i) {
@@ -371,7 +412,9 @@ int run(const Args& args, const epmoe::MpiComm& comm) {
       j << "{\"command\": \"" << args.command << "\", \"device\": \"" << devices[0] << "\", \"ranks\": " << comm.size()
         << ", \"preset\": \"" << args.preset << "\", \"mode\": \"" << to_string(args.mode)
         << "\", \"pad\": " << args.pad << ", \"placement\": \"" << to_string(args.placement)
-        << "\", \"tokens_per_rank\": " << args.tokens << ", \"dispatch\": \""
+        << "\", \"tokens_per_rank\": " << mean_tokens << ", \"rank_tokens\": [";
+      for (int r = 0; r < comm.size(); ++r) j << (r ? ", " : "") << count_of(r);
+      j << "], \"dispatch\": \""
         << (stats.symmetric_dispatch ? "symmetric" : "nccl") << "\", \"combine\": \""
         << (stats.symmetric_combine ? "symmetric" : "nccl") << "\""
         << ", \"iters\": " << args.iters << ", \"staged\": " << (args.staged ? "true" : "false")
