@@ -107,7 +107,9 @@ std::string fmt(double v, int precision = 3) {
   return o.str();
 }
 
-std::string pad(const std::string& s, size_t w) { return s.size() >= w ? s : std::string(w - s.size(), ' ') + s; }
+// Right-aligned in w columns, and always at least one space before it: a value wider than its column (4 GPUs'
+// expert rate, 2168.7151 TFLOP/s, in 9 columns) must not run into the one before it.
+std::string pad(const std::string& s, size_t w) { return s.size() >= w ? " " + s : std::string(w - s.size(), ' ') + s; }
 
 }  // namespace
 
