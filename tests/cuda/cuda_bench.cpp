@@ -58,8 +58,8 @@ std::vector<int> parse_token_list(const std::string& text) {
     char* end = nullptr;
     const long n = std::strtol(item.c_str(), &end, 10);
     EPMOE_REQUIRE(!item.empty() && *end == '\0' && n >= 0 && n <= (1 << 24), epmoe::ErrorKind::Usage,
-                  "--tokens takes a token count per rank from 0 to 16777216, or one per rank separated by commas; got '",
-                  text, "'");
+                  "--tokens takes a token count per rank from 0 to 16777216, or one per rank separated by commas; "
+                  "got '", text, "'");
     list.push_back(static_cast<int>(n));
     if (comma == std::string::npos) break;
     at = comma + 1;
