@@ -12,9 +12,7 @@
 #include "epmoe/cuda_layer.hpp"
 #endif
 
-#ifndef EPMOE_GIT_COMMIT
-#define EPMOE_GIT_COMMIT "unknown"
-#endif
+#include "epmoe_git_commit.h"  // generated at build time: src/app/CMakeLists.txt
 #ifndef EPMOE_VERSION
 #define EPMOE_VERSION "unknown"
 #endif
