@@ -78,8 +78,7 @@ __global__ void add_bf16_kernel(bf16* __restrict__ dst, const bf16* __restrict__
 }
 
 __global__ void hold_kernel(std::uint64_t ns) {
-  const std::uint64_t start = global_ns();
-  while (global_ns() - start < ns) __nanosleep(1000);
+  hold_for_ns(ns);
 }
 
 // The per-(rank, local expert) counts are first summed in shared memory when they fit (`shared_counts`), so that

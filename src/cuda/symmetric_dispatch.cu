@@ -192,7 +192,8 @@ __global__ void push_kernel(const bf16* __restrict__ xr, const int* __restrict__
 // then to home 1, ..., queueing on one GPU's NVLink ingress at a time: qwen3-30b-a3b's combine at 4 ranks took
 // 0.29 ms against 0.19 (session 12). The turns run to R x the most rows of one home: where one home sent far more
 // rows than the others (ranks with very different token counts), most turns are skipped, a cost the rows' order did
-// not have (docs/performance.md, "Not done yet"). Then the last block raises the back flags.
+// not have; measured there (4 x H200, session 13) this combine still beat the NCCL one (docs/performance.md). Then
+// the last block raises the back flags.
 template <int V>
 __global__ void send_back_kernel(const bf16* __restrict__ y, int padded, const int* __restrict__ pair_pos,
                                  const int* __restrict__ meta, int N, const float* __restrict__ b2, float scale,
@@ -367,20 +368,19 @@ void SymmetricDispatch::send_back(const bf16* y, int padded, const int* pair_pos
   EPMOE_CUDA_LAUNCH_CHECK();
 }
 
-void SymmetricDispatch::wait_back(cudaStream_t stream) {
+void SymmetricDispatch::wait_flags(std::size_t flags_at, int code, cudaStream_t stream) {
   const SymmetricLayout& L = layout_;
   wait_flags_kernel<<<1, 32 * ((L.ranks + 31) / 32), 0, stream>>>(
-      flag_words(static_cast<char*>(window_), L.back_flags), L.ranks, epoch_, kBackWait, timeout_.data(),
-      overflow_.data());
+      flag_words(static_cast<char*>(window_), flags_at), L.ranks, epoch_, code, timeout_.data(), overflow_.data());
   EPMOE_CUDA_LAUNCH_CHECK();
 }
 
+void SymmetricDispatch::wait_back(cudaStream_t stream) {
+  wait_flags(layout_.back_flags, kBackWait, stream);
+}
+
 void SymmetricDispatch::wait_rows() {
-  const SymmetricLayout& L = layout_;
-  const std::uint64_t* arrived = flag_words(static_cast<char*>(window_), L.flags);
-  wait_flags_kernel<<<1, 32 * ((L.ranks + 31) / 32), 0, copy_stream_.get()>>>(arrived, L.ranks, epoch_, kPayloadWait,
-                                                                              timeout_.data(), overflow_.data());
-  EPMOE_CUDA_LAUNCH_CHECK();
+  wait_flags(layout_.flags, kPayloadWait, copy_stream_.get());
   rows_arrived_.record(copy_stream_.get());
 }
 

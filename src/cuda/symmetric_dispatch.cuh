@@ -139,6 +139,8 @@ class SymmetricDispatch {
   void allocate(int token_capacity);
   void release() noexcept;
   void grow(std::size_t rows, cudaStream_t stream);  // to hold `rows` rows per window at least
+  // Steps 4 and 6: on `stream`, until every rank's flag at byte `flags_at` of the window carries this forward.
+  void wait_flags(std::size_t flags_at, int code, cudaStream_t stream);
   struct ExchangeArgs {
     const int* sent = nullptr;
     cudaStream_t stream = nullptr;

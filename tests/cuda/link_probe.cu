@@ -32,6 +32,7 @@ namespace {
 
 using epmoe::median;
 using epmoe::cuda::global_ns;
+using epmoe::cuda::hold_for_ns;
 using epmoe::cuda::load_relaxed_sys;
 using epmoe::cuda::store_relaxed_sys;
 
@@ -85,9 +86,7 @@ __global__ void ping_kernel(std::uint64_t* peer_box, const std::uint64_t* my_box
 }
 
 __global__ void spin_kernel(std::uint64_t ns) {
-  const std::uint64_t start = global_ns();
-  while (global_ns() - start < ns) {
-  }
+  hold_for_ns(ns);
 }
 
 int arg_int(int argc, char** argv, const char* name, int fallback) {
